@@ -1,0 +1,27 @@
+"""bufmgr: thread-safe bounded frame buffers for capture pipelines.
+
+`FrameQueue` is the compiled class (C ring via Cython) whenever it was built;
+set BUFMGR_NO_EXTENSIONS=1 (at build or import time) to use the pure-Python
+twin. `IMPLEMENTATION` says which one you got: "c" or "python".
+"""
+
+import os as _os
+
+from ._errors import Empty, Full, ShutDown
+
+if _os.environ.get("BUFMGR_NO_EXTENSIONS", "") not in ("", "0"):
+    from ._pyqueue import FrameQueue
+
+    IMPLEMENTATION = "python"
+else:
+    try:
+        from ._ring import FrameQueue
+    except ImportError:  # not built (e.g. a pure install): use the twin
+        from ._pyqueue import FrameQueue
+
+        IMPLEMENTATION = "python"
+    else:
+        IMPLEMENTATION = "c"
+
+__version__ = "0.1.0"
+__all__ = ["FrameQueue", "ShutDown", "Full", "Empty", "IMPLEMENTATION", "__version__"]
