@@ -1,0 +1,393 @@
+"""Pure-Python twin of the compiled FrameQueue (bufmgr._ring).
+
+Same API, exceptions and counters as the C ring in include/bufmgr/ring.h:
+a ``collections.deque`` guarded by one ``threading.Lock`` shared by three
+``threading.Condition`` objects (not_empty, not_full, all_tasks_done).
+
+Invariant: no user code runs while the lock is held. Items leaving the
+queue without being handed to the caller (evicted, cleared, discarded by
+get_latest or an immediate shutdown) lose their last reference only after
+the lock is released, so an item's ``__del__`` may safely use the queue.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from time import monotonic as _monotonic
+from typing import Any, Iterable
+
+from ._errors import (
+    TASK_DONE_TOO_MANY,
+    WAIT_SLICE_S,
+    Empty,
+    Full,
+    ShutDown,
+    check_max_items,
+    check_maxsize,
+    check_overflow,
+    check_timeout,
+    pickle_error,
+)
+
+__all__ = ["FrameQueue"]
+
+_BLOCK, _DROP_OLDEST, _DROP_NEWEST = 0, 1, 2
+_POLICIES = {"block": _BLOCK, "drop_oldest": _DROP_OLDEST, "drop_newest": _DROP_NEWEST}
+_RUNNING, _SHUT_GRACEFUL, _SHUT_IMMEDIATE = 0, 1, 2
+
+
+def _deadline(block: bool, timeout: object) -> float | None:
+    """Validate ``timeout`` (only when blocking); return a monotonic deadline or None."""
+    if not block:
+        return None
+    seconds = check_timeout(timeout)
+    return None if seconds is None else _monotonic() + seconds
+
+
+class FrameQueue:
+    """A thread-safe FIFO with an overflow policy, drop counters and shutdown.
+
+    ``maxsize <= 0`` means unbounded. ``overflow`` is ``"block"`` (put waits
+    for room), ``"drop_oldest"`` (put evicts and returns the oldest item) or
+    ``"drop_newest"`` (put refuses and returns the new item).
+    """
+
+    __slots__ = (
+        "_maxsize", "_overflow", "_policy", "_queue", "_mutex", "_not_empty",
+        "_not_full", "_all_tasks_done", "_shutdown", "_unfinished",
+        "_getters_waiting", "_putters_waiting", "_joiners_waiting",
+        "_puts", "_gets", "_dropped", "_cleared", "_waits", "_high_water",
+        "__weakref__",
+    )
+
+    def __init__(self, maxsize: int = 0, overflow: str = "block") -> None:
+        self._maxsize = check_maxsize(maxsize)
+        self._overflow = check_overflow(overflow)
+        self._policy = _POLICIES[overflow]
+        self._queue: deque[Any] = deque()
+        self._mutex = threading.Lock()
+        self._not_empty = threading.Condition(self._mutex)
+        self._not_full = threading.Condition(self._mutex)
+        self._all_tasks_done = threading.Condition(self._mutex)
+        self._shutdown = _RUNNING
+        self._unfinished = 0
+        self._getters_waiting = self._putters_waiting = self._joiners_waiting = 0
+        self._puts = self._gets = self._dropped = self._cleared = self._waits = 0
+        self._high_water = 0
+
+    # ---- internals (lock held) -------------------------------------------
+
+    def _push(self, item: Any) -> None:
+        q = self._queue
+        q.append(item)
+        self._puts += 1
+        self._unfinished += 1
+        if len(q) > self._high_water:
+            self._high_water = len(q)
+
+    def _retire(self, n: int) -> None:
+        """Count ``n`` items that left without a get as done for join()."""
+        self._unfinished = self._unfinished - n if self._unfinished > n else 0
+        if self._unfinished == 0 and self._joiners_waiting:
+            self._all_tasks_done.notify_all()
+
+    def _wake_putters(self, freed: int) -> None:
+        if freed and self._putters_waiting:
+            self._not_full.notify(freed)
+
+    def _wake_getters(self, added: int) -> None:
+        if added and self._getters_waiting:
+            self._not_empty.notify(added)
+
+    @staticmethod
+    def _wait_slice(cond: threading.Condition, deadline: float | None) -> bool:
+        """Sleep at most WAIT_SLICE_S on ``cond``; False if the deadline already passed."""
+        if deadline is None:
+            cond.wait(WAIT_SLICE_S)
+            return True
+        remaining = deadline - _monotonic()
+        if remaining <= 0:
+            return False
+        cond.wait(remaining if remaining < WAIT_SLICE_S else WAIT_SLICE_S)
+        return True
+
+    def _await_item(self, block: bool, deadline: float | None) -> None:
+        """Return once an item is queued; raise ShutDown (drained) or Empty."""
+        waited = False
+        while not self._queue:
+            if self._shutdown:
+                raise ShutDown
+            if not block:
+                raise Empty
+            if not waited:  # counted once per operation, like bm__count_wait
+                self._waits += 1
+                waited = True
+            self._getters_waiting += 1
+            try:
+                ok = self._wait_slice(self._not_empty, deadline)
+            finally:
+                self._getters_waiting -= 1
+            if not ok:
+                raise Empty
+
+    def _await_room(self, block: bool, deadline: float | None, waited: bool) -> bool:
+        """Return once there is room (returns the updated ``waited`` flag); raise ShutDown or Full."""
+        maxsize = self._maxsize
+        while True:
+            if self._shutdown:
+                raise ShutDown
+            if not maxsize or len(self._queue) < maxsize:
+                return waited
+            if not block:
+                raise Full
+            if not waited:
+                self._waits += 1
+                waited = True
+            self._putters_waiting += 1
+            try:
+                ok = self._wait_slice(self._not_full, deadline)
+            finally:
+                self._putters_waiting -= 1
+            if not ok:
+                raise Full
+
+    # ---- producers ---------------------------------------------------------
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> Any:
+        """Queue ``item``; return the item dropped by the overflow policy, or None."""
+        block = bool(block)
+        deadline = _deadline(block, timeout)
+        with self._mutex:
+            if self._shutdown:
+                raise ShutDown
+            maxsize = self._maxsize
+            if maxsize and len(self._queue) >= maxsize:
+                if self._policy == _DROP_NEWEST:
+                    self._puts += 1
+                    self._dropped += 1
+                    return item
+                if self._policy == _DROP_OLDEST:
+                    # The evicted item is returned to the caller, so its last
+                    # reference is not dropped here, under the lock.
+                    evicted = self._queue.popleft()
+                    self._dropped += 1
+                    self._retire(1)
+                    self._push(item)
+                    return evicted
+                self._await_room(block, deadline, False)
+            self._push(item)
+            self._wake_getters(1)
+        return None
+
+    def put_nowait(self, item: Any) -> Any:
+        """Equivalent to ``put(item, False)``."""
+        return self.put(item, False)
+
+    def put_many(
+        self, items: Iterable[Any], block: bool = True, timeout: float | None = None
+    ) -> list[Any]:
+        """Put each item in order under one lock hold; return the dropped items.
+
+        Under "block", waits for room for the rest (``timeout`` is one total
+        deadline). On Full/ShutDown the items before the failing one stay queued.
+        """
+        block = bool(block)
+        seconds = check_timeout(timeout) if block else None
+        items = list(items)  # user code (iteration) runs before the lock is taken
+        if not items:
+            if self._shutdown:  # like the compiled class: [] after shutdown still raises
+                raise ShutDown
+            return []
+        deadline = None if seconds is None else _monotonic() + seconds
+        dropped: list[Any] = []
+        added = 0
+        waited = False
+        with self._mutex:
+            try:
+                maxsize, policy = self._maxsize, self._policy
+                for item in items:
+                    if self._shutdown:
+                        raise ShutDown
+                    if maxsize and len(self._queue) >= maxsize:
+                        if policy == _BLOCK:
+                            self._wake_getters(added)  # wake consumers before sleeping
+                            added = 0
+                            waited = self._await_room(block, deadline, waited)
+                        elif policy == _DROP_NEWEST:
+                            self._puts += 1
+                            self._dropped += 1
+                            dropped.append(item)
+                            continue
+                        else:
+                            dropped.append(self._queue.popleft())
+                            self._dropped += 1
+                            self._retire(1)
+                    self._push(item)
+                    added += 1
+            finally:
+                self._wake_getters(added)
+        return dropped  # evicted items go to the caller; none released under the lock
+
+    # ---- consumers ---------------------------------------------------------
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Remove and return the oldest item (Empty / ShutDown once drained)."""
+        block = bool(block)
+        deadline = _deadline(block, timeout)
+        with self._mutex:
+            self._await_item(block, deadline)
+            item = self._queue.popleft()
+            self._gets += 1
+            self._wake_putters(1)
+        return item
+
+    def get_nowait(self) -> Any:
+        """Equivalent to ``get(False)``."""
+        return self.get(False)
+
+    def get_latest(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Wait like get(); return the newest item, discarding (dropping) all older ones."""
+        block = bool(block)
+        deadline = _deadline(block, timeout)
+        discarded = None
+        with self._mutex:
+            self._await_item(block, deadline)
+            item = self._queue.pop()
+            self._gets += 1
+            n = len(self._queue)
+            if n:
+                # O(1) swap; the old deque (and its items) is released after unlocking.
+                discarded, self._queue = self._queue, deque()
+                self._dropped += n
+                self._retire(n)
+            self._wake_putters(n + 1)
+        del discarded  # last references to the discarded items dropped outside the lock
+        return item
+
+    def get_many(
+        self, max_items: int, block: bool = True, timeout: float | None = None
+    ) -> list[Any]:
+        """Wait for one item like get(), then take up to ``max_items`` in total without waiting."""
+        max_items = check_max_items(max_items)
+        block = bool(block)
+        deadline = _deadline(block, timeout)
+        with self._mutex:
+            self._await_item(block, deadline)
+            q = self._queue
+            popleft = q.popleft
+            out = [popleft() for _ in range(min(max_items, len(q)))]
+            self._gets += len(out)
+            self._wake_putters(len(out))
+        return out
+
+    # ---- state ---------------------------------------------------------------
+
+    def qsize(self) -> int:
+        """Return the number of queued items."""
+        with self._mutex:
+            return len(self._queue)
+
+    __len__ = qsize
+
+    def empty(self) -> bool:
+        """Return True if nothing is queued."""
+        with self._mutex:
+            return not self._queue
+
+    def full(self) -> bool:
+        """Return True if bounded and at least ``maxsize`` items are queued."""
+        with self._mutex:
+            return bool(self._maxsize) and len(self._queue) >= self._maxsize
+
+    def task_done(self) -> None:
+        """Mark one got item as processed (ValueError if none is outstanding)."""
+        with self._mutex:
+            if self._unfinished == 0:
+                raise ValueError(TASK_DONE_TOO_MANY)
+            self._retire(1)
+
+    def join(self) -> None:
+        """Block until every queued item was task_done()'d, dropped or cleared."""
+        with self._mutex:
+            while self._unfinished:
+                self._joiners_waiting += 1
+                try:
+                    self._all_tasks_done.wait(WAIT_SLICE_S)
+                finally:
+                    self._joiners_waiting -= 1
+
+    def clear(self) -> int:
+        """Remove every queued item (counted as cleared); return how many."""
+        with self._mutex:
+            # O(1) swap; the old deque (and its items) is released after unlocking.
+            old, self._queue = self._queue, deque()
+            n = len(old)
+            self._cleared += n
+            self._retire(n)
+            self._wake_putters(n)
+        del old  # items' last references dropped outside the lock
+        return n
+
+    def shutdown(self, immediate: bool = False) -> None:
+        """Shut down (CPython 3.13 semantics); ``immediate`` also empties the queue."""
+        immediate = bool(immediate)
+        old = None
+        with self._mutex:
+            mode = _SHUT_IMMEDIATE if immediate else _SHUT_GRACEFUL
+            if self._shutdown < mode:
+                self._shutdown = mode
+            if immediate:
+                # O(1) swap; the old deque (and its items) is released after unlocking.
+                old, self._queue = self._queue, deque()
+                self._cleared += len(old)
+                self._retire(len(old))
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+            self._all_tasks_done.notify_all()
+        del old  # items' last references dropped outside the lock
+
+    def stats(self) -> dict[str, int]:
+        """Return a consistent snapshot of the counters."""
+        with self._mutex:
+            return {
+                "puts": self._puts,
+                "gets": self._gets,
+                "dropped": self._dropped,
+                "cleared": self._cleared,
+                "high_water": self._high_water,
+                "size": len(self._queue),
+                "maxsize": self._maxsize,
+                "waits": self._waits,
+            }
+
+    @property
+    def maxsize(self) -> int:
+        """The capacity given at construction (0 = unbounded)."""
+        return self._maxsize
+
+    @property
+    def overflow(self) -> str:
+        """The overflow policy: "block", "drop_oldest" or "drop_newest"."""
+        return self._overflow
+
+    @property
+    def unfinished_tasks(self) -> int:
+        """Items put and not yet task_done()'d, dropped or cleared."""
+        return self._unfinished
+
+    @property
+    def is_shutdown(self) -> bool:
+        """True once shutdown() was called."""
+        return self._shutdown != _RUNNING
+
+    def __repr__(self) -> str:
+        with self._mutex:
+            size, dropped, shut = len(self._queue), self._dropped, self._shutdown
+        return (
+            f"<bufmgr.FrameQueue size={size} maxsize={self._maxsize} "
+            f"overflow={self._overflow!r} dropped={dropped}{' shutdown' if shut else ''}>"
+        )
+
+    def __reduce__(self) -> Any:
+        raise pickle_error("FrameQueue")

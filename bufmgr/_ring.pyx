@@ -1,0 +1,535 @@
+# cython: language_level=3, embedsignature=True, freethreading_compatible=True
+# cython: boundscheck=False, wraparound=False, cdivision=True
+"""Compiled FrameQueue: queue.Queue semantics over the C ring (include/bufmgr/ring.h).
+
+Concurrency rules enforced in this file (see README "Concurrency invariants"):
+
+1. No Python code runs while the ring mutex is held. An item's reference is
+   taken (INCREF) *before* locking; objects that leave the ring without being
+   returned (evicted, discarded, cleared) are released (DECREF) only *after*
+   unlocking, because a ``__del__`` may touch this very queue. Nothing here
+   takes the GIL while holding the mutex.
+2. The GIL is released only to sleep on a condition variable (or to wait for
+   a contended mutex), never around the O(1) pointer moves themselves.
+3. Waits use absolute monotonic deadlines and sleep in slices of at most
+   50 ms; between slices the GIL is re-taken and PyErr_CheckSignals runs, so
+   Ctrl+C interrupts a blocked call promptly and the queue stays usable.
+4. The C ring counts every item: puts == gets + dropped + cleared + size.
+"""
+
+cimport cython
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF, Py_XDECREF
+from libc.stdint cimport int64_t
+
+from bufmgr._cring cimport *
+
+import os
+import weakref
+
+from bufmgr import _errors
+from bufmgr._errors import Empty, Full, ShutDown
+
+cdef int64_t SLICE_NS = <int64_t>(_errors.WAIT_SLICE_S * 1e9)
+cdef double MAX_FINITE_TIMEOUT = 1e9  # ~31 years: treated as forever
+cdef size_t CHUNK = 256               # get_many: items moved per lock hold
+
+cdef dict _POLICIES = {
+    "block": BM_POLICY_BLOCK,
+    "drop_oldest": BM_POLICY_DROP_OLDEST,
+    "drop_newest": BM_POLICY_DROP_NEWEST,
+}
+
+
+cdef extern from "Python.h":
+    # cpython.list's PyList_SET_ITEM wants an object; we hand over a raw,
+    # already-owned reference (the ring's), so declare the stealing form.
+    void PyList_SET_ITEM_raw "PyList_SET_ITEM"(object lst, Py_ssize_t i, PyObject *o)
+    object PyList_New(Py_ssize_t n)
+
+
+cdef inline void _lock(bm_ring *r) noexcept:
+    # Uncontended: take it with the GIL held (tens of ns). Contended: detach
+    # from the GIL while we block, so the holder (which never needs the GIL
+    # while holding the mutex) and other Python threads keep running. On
+    # free-threaded builds this also avoids blocking while attached.
+    if not bm_ring_trylock(r):
+        with nogil:
+            bm_ring_lock(r)
+
+
+cdef inline double _timeout_seconds(object timeout) except -2.0:
+    """-1.0 for 'forever', else seconds >= 0. Slow cases go to _errors."""
+    cdef double v
+    if timeout is None:
+        return -1.0
+    if type(timeout) is float or type(timeout) is int:
+        v = timeout
+        if 0.0 <= v < MAX_FINITE_TIMEOUT:
+            return v
+    checked = _errors.check_timeout(timeout)  # raises TypeError/ValueError
+    if checked is None or checked >= MAX_FINITE_TIMEOUT:
+        return -1.0
+    return checked
+
+
+cdef inline int64_t _deadline(double seconds) noexcept nogil:
+    if seconds < 0.0:
+        return BM_FOREVER
+    # + 1 keeps a deadline of "now" distinct from BM_NOWAIT (0)
+    return bm_now_ns() + <int64_t>(seconds * 1e9) + 1
+
+
+cdef inline int64_t _slice_end(int64_t deadline) noexcept nogil:
+    cdef int64_t end = bm_now_ns() + SLICE_NS
+    if deadline == BM_FOREVER or deadline > end:
+        return end
+    return deadline
+
+
+cdef inline bint _expired(int64_t deadline) noexcept nogil:
+    return deadline != BM_FOREVER and bm_now_ns() >= deadline
+
+
+cdef inline object _steal(void *p):
+    """Turn a reference the ring owned into a Python object we return."""
+    cdef object o = <object>p   # +1
+    Py_DECREF(o)                # -1: the ring's reference is now ours
+    return o
+
+
+cdef void _release(bm_items *items) noexcept:
+    # Invariant 1: called only after bm_ring_unlock. Each DECREF may run a
+    # __del__ that re-enters the queue; `items` is a private copy, so that is safe.
+    cdef size_t i
+    for i in range(items.count):
+        Py_XDECREF(<PyObject *>bm_items_at(items, i))
+    bm_items_free(items)
+
+
+cdef object _raise_status(int st, bint getting):
+    if st == BM_SHUTDOWN:
+        raise ShutDown
+    if st == BM_NOMEM:
+        raise MemoryError("bufmgr: could not grow the queue storage")
+    if getting:
+        raise Empty
+    raise Full
+
+
+@cython.final
+cdef class FrameQueue:
+    """FrameQueue(maxsize=0, overflow="block")
+
+    A thread-safe FIFO with the full queue.Queue API (3.13 shutdown included)
+    over a C ring of object references (zero copy). ``overflow`` says what a
+    put does when ``maxsize`` items are queued: "block" (like queue.Queue),
+    "drop_oldest" (evict the oldest, return it) or "drop_newest" (refuse the
+    new item, return it). ``maxsize <= 0`` means unbounded.
+    """
+
+    cdef bm_ring ring
+    cdef bint ready
+    cdef readonly object overflow
+    cdef readonly Py_ssize_t maxsize
+    cdef object __weakref__
+
+    def __cinit__(self, maxsize=0, overflow="block"):
+        cdef Py_ssize_t m = _errors.check_maxsize(maxsize)
+        _errors.check_overflow(overflow)
+        if bm_ring_init(&self.ring, <size_t>m, _POLICIES[overflow]) != BM_OK:
+            raise MemoryError("bufmgr: could not create the queue's mutex/conditions")
+        self.ready = True
+        self.maxsize = m
+        self.overflow = overflow
+        _live_queues.add(self)
+
+    def __dealloc__(self):
+        cdef bm_items items
+        if not self.ready:
+            return
+        # Nobody else can reach us any more (waiters hold a reference).
+        bm_ring_lock(&self.ring)
+        bm_ring_clear_locked(&self.ring, &items)
+        bm_ring_unlock(&self.ring)
+        _release(&items)
+        bm_ring_destroy(&self.ring)
+
+    # -- put ---------------------------------------------------------------
+
+    cdef object _put_wait(self, PyObject *item, double seconds):
+        """Slow path of put(): sleep (GIL released) until room, shutdown or deadline."""
+        cdef void *dropped = NULL
+        cdef int waited = 0
+        cdef int st = BM_TIMEOUT
+        cdef int64_t deadline = _deadline(seconds)
+        cdef bm_ring *r = &self.ring
+        try:
+            while True:
+                with nogil:
+                    bm_ring_lock(r)
+                    st = bm_ring_put_locked(r, item, _slice_end(deadline), &waited, &dropped)
+                    bm_ring_unlock(r)
+                if st != BM_TIMEOUT or _expired(deadline):
+                    break
+                PyErr_CheckSignals()  # raises KeyboardInterrupt etc.
+        except BaseException:
+            Py_XDECREF(item)  # never queued: give our reference back
+            raise
+        if st != BM_OK:
+            Py_XDECREF(item)
+            _raise_status(st, False)
+        return None  # only "block" waits, and it never drops
+
+    cdef inline object _put(self, object item, bint block, double seconds):
+        cdef void *dropped = NULL
+        cdef int st
+        Py_INCREF(item)  # the ring's reference, taken before locking (invariant 1)
+        _lock(&self.ring)
+        st = bm_ring_put_locked(&self.ring, <void *>item, BM_NOWAIT, NULL, &dropped)
+        bm_ring_unlock(&self.ring)
+        if st == BM_OK:
+            if dropped == NULL:
+                return None
+            return _steal(dropped)  # evicted oldest, or `item` refused
+        if st == BM_FULL and block:
+            return self._put_wait(<PyObject *>item, seconds)
+        Py_DECREF(item)
+        return _raise_status(st, False)
+
+    def put(self, item, block=True, timeout=None):
+        """Put an item. Returns the item a drop policy dropped, else None.
+
+        "block": waits for room (block=False or a timeout -> queue.Full).
+        "drop_oldest"/"drop_newest": never blocks; returns the evicted oldest
+        item or the refused new one. Raises ShutDown after shutdown().
+        """
+        cdef double seconds = -1.0
+        if block:
+            seconds = _timeout_seconds(timeout)
+        return self._put(item, block, seconds)
+
+    def put_nowait(self, item):
+        """Equivalent to put(item, block=False)."""
+        return self._put(item, False, -1.0)
+
+    def put_many(self, items, block=True, timeout=None):
+        """Put every item in order (policy applied to each); return the dropped ones.
+
+        Under "block" it waits for room for the rest; ``timeout`` bounds the
+        whole call. If it stops early (Full, ShutDown) the items before the
+        failing one stay queued and the exception propagates.
+        """
+        cdef double seconds = -1.0
+        cdef list batch
+        cdef Py_ssize_t n, i
+        cdef size_t done = 0, nd = 0
+        cdef int st = BM_OK, waited = 0
+        cdef int64_t deadline
+        cdef void **ptrs
+        cdef void **dropped
+        cdef bm_ring *r = &self.ring
+        if block:
+            seconds = _timeout_seconds(timeout)  # validate before consuming `items`
+        batch = list(items)
+        n = len(batch)
+        if n == 0:
+            if self.ring.shutdown:  # racy read is fine: purely advisory
+                raise ShutDown
+            return []
+        ptrs = <void **>PyMem_Malloc(2 * n * sizeof(void *))
+        if ptrs == NULL:
+            raise MemoryError()
+        dropped = ptrs + n
+        for i in range(n):
+            ptrs[i] = <void *>batch[i]
+            Py_INCREF(batch[i])  # the ring's references, before locking
+        try:
+            _lock(r)
+            done = bm_ring_put_many_locked(r, ptrs, n, BM_NOWAIT, &waited, dropped, &nd, &st)
+            bm_ring_unlock(r)
+            if st == BM_FULL and block:
+                deadline = _deadline(seconds)
+                st = BM_TIMEOUT
+                while True:
+                    with nogil:
+                        bm_ring_lock(r)
+                        done += bm_ring_put_many_locked(r, ptrs + done, n - done,
+                                                        _slice_end(deadline), &waited,
+                                                        dropped, &nd, &st)
+                        bm_ring_unlock(r)
+                    if st != BM_TIMEOUT or _expired(deadline):
+                        break
+                    PyErr_CheckSignals()
+            result = PyList_New(nd)
+            for i in range(<Py_ssize_t>nd):
+                PyList_SET_ITEM_raw(result, i, <PyObject *>dropped[i])  # steals
+            nd = 0
+        finally:
+            for i in range(<Py_ssize_t>done, n):
+                Py_XDECREF(<PyObject *>ptrs[i])  # never queued
+            for i in range(<Py_ssize_t>nd):      # only on an exception above
+                Py_XDECREF(<PyObject *>dropped[i])
+            PyMem_Free(ptrs)
+        if st != BM_OK:
+            _raise_status(st, False)
+        return result
+
+    # -- get ---------------------------------------------------------------
+
+    cdef int _get_wait(self, double seconds, void **out, void **extra, size_t *nextra,
+                       size_t want, bm_items *discarded) except -1:
+        """Slow path shared by get/get_many/get_latest: sleep until an item,
+        shutdown or the deadline; returns the C status."""
+        cdef int waited = 0
+        cdef int st = BM_TIMEOUT
+        cdef int64_t deadline = _deadline(seconds)
+        cdef bm_ring *r = &self.ring
+        while True:
+            with nogil:
+                bm_ring_lock(r)
+                if discarded != NULL:
+                    st = bm_ring_get_latest_locked(r, _slice_end(deadline), &waited, out,
+                                                   discarded)
+                else:
+                    st = bm_ring_get_locked(r, _slice_end(deadline), &waited, out)
+                    if st == BM_OK and want:
+                        nextra[0] = bm_ring_pop_many_locked(r, extra, want)
+                bm_ring_unlock(r)
+            if st != BM_TIMEOUT or _expired(deadline):
+                return st
+            PyErr_CheckSignals()
+
+    cdef inline object _get(self, bint block, double seconds):
+        cdef void *out = NULL
+        cdef int st
+        _lock(&self.ring)
+        st = bm_ring_get_locked(&self.ring, BM_NOWAIT, NULL, &out)
+        bm_ring_unlock(&self.ring)
+        if st == BM_EMPTY and block:
+            st = self._get_wait(seconds, &out, NULL, NULL, 0, NULL)
+        if st == BM_OK:
+            return _steal(out)
+        return _raise_status(st, True)
+
+    def get(self, block=True, timeout=None):
+        """Remove and return the oldest item (queue.Queue.get semantics).
+
+        Raises queue.Empty when nothing arrives in time, ShutDown once the
+        queue is shut down and drained.
+        """
+        cdef double seconds = -1.0
+        if block:
+            seconds = _timeout_seconds(timeout)
+        return self._get(block, seconds)
+
+    def get_nowait(self):
+        """Equivalent to get(block=False)."""
+        return self._get(False, -1.0)
+
+    def get_many(self, max_items, block=True, timeout=None):
+        """Wait for the first item like get(), then take whatever else is
+        queued, up to ``max_items`` in all, without waiting. Returns a list."""
+        cdef double seconds = -1.0
+        cdef Py_ssize_t limit = _errors.check_max_items(max_items) if type(max_items) is not int or max_items < 1 else max_items
+        cdef void *first = NULL
+        cdef void *buf[256]
+        cdef size_t got = 0, want, i
+        cdef int st
+        cdef bm_ring *r = &self.ring
+        if block:
+            seconds = _timeout_seconds(timeout)
+        want = <size_t>(limit - 1) if <size_t>(limit - 1) < CHUNK else CHUNK
+        _lock(r)
+        st = bm_ring_get_locked(r, BM_NOWAIT, NULL, &first)
+        if st == BM_OK and want:
+            got = bm_ring_pop_many_locked(r, buf, want)
+        bm_ring_unlock(r)
+        if st == BM_EMPTY and block:
+            st = self._get_wait(seconds, &first, buf, &got, want, NULL)
+        if st != BM_OK:
+            _raise_status(st, True)
+        result = [_steal(first)]
+        limit -= 1
+        while True:
+            for i in range(got):
+                result.append(_steal(buf[i]))
+            limit -= got
+            if got < want or limit <= 0:
+                return result
+            want = <size_t>limit if <size_t>limit < CHUNK else CHUNK
+            _lock(r)
+            got = bm_ring_pop_many_locked(r, buf, want)
+            bm_ring_unlock(r)
+
+    def get_latest(self, block=True, timeout=None):
+        """Return the newest item; every older queued item is discarded and
+        counted as dropped ("latest image only"). Waits like get()."""
+        cdef double seconds = -1.0
+        cdef void *out = NULL
+        cdef bm_items discarded
+        cdef int st
+        if block:
+            seconds = _timeout_seconds(timeout)
+        _lock(&self.ring)
+        st = bm_ring_get_latest_locked(&self.ring, BM_NOWAIT, NULL, &out, &discarded)
+        bm_ring_unlock(&self.ring)
+        if st == BM_EMPTY and block:
+            st = self._get_wait(seconds, &out, NULL, NULL, 0, &discarded)
+        if st != BM_OK:
+            _raise_status(st, True)
+        result = _steal(out)
+        _release(&discarded)  # after unlock (invariant 1)
+        return result
+
+    # -- bookkeeping -------------------------------------------------------
+
+    def task_done(self):
+        """Mark one got item as processed (queue.Queue.task_done)."""
+        cdef int st
+        _lock(&self.ring)
+        st = bm_ring_task_done_locked(&self.ring)
+        bm_ring_unlock(&self.ring)
+        if st == BM_INVALID:
+            raise ValueError(_errors.TASK_DONE_TOO_MANY)
+
+    def join(self):
+        """Block until every item put was task_done()'d, dropped or cleared."""
+        cdef int st
+        cdef bm_ring *r = &self.ring
+        _lock(r)
+        st = bm_ring_join_locked(r, BM_NOWAIT)
+        bm_ring_unlock(r)
+        while st != BM_OK:
+            with nogil:
+                bm_ring_lock(r)
+                st = bm_ring_join_locked(r, _slice_end(BM_FOREVER))
+                bm_ring_unlock(r)
+            if st != BM_OK:
+                PyErr_CheckSignals()
+
+    def shutdown(self, immediate=False):
+        """Shut down (CPython 3.13 semantics): puts raise ShutDown, gets drain
+        then raise ShutDown; ``immediate`` also empties the queue (counted as
+        cleared) so join() returns. Every blocked caller wakes up."""
+        cdef bm_items items
+        cdef bint imm = bool(immediate)
+        _lock(&self.ring)
+        bm_ring_shutdown_locked(&self.ring, imm, &items)
+        bm_ring_unlock(&self.ring)
+        _release(&items)
+
+    def clear(self):
+        """Remove every queued item (counted as cleared); return how many."""
+        cdef bm_items items
+        cdef size_t n
+        _lock(&self.ring)
+        n = bm_ring_clear_locked(&self.ring, &items)
+        bm_ring_unlock(&self.ring)
+        _release(&items)
+        return n
+
+    # -- introspection -----------------------------------------------------
+
+    def qsize(self):
+        """Number of items queued now."""
+        cdef size_t n
+        _lock(&self.ring)
+        n = self.ring.count
+        bm_ring_unlock(&self.ring)
+        return n
+
+    def __len__(self):
+        return self.qsize()
+
+    def empty(self):
+        """True if nothing is queued now."""
+        return self.qsize() == 0
+
+    def full(self):
+        """True if maxsize items are queued now (never for unbounded)."""
+        return self.maxsize > 0 and self.qsize() >= <size_t>self.maxsize
+
+    @property
+    def unfinished_tasks(self):
+        """Items put and not yet task_done(), dropped or cleared."""
+        cdef size_t n
+        _lock(&self.ring)
+        n = self.ring.unfinished
+        bm_ring_unlock(&self.ring)
+        return n
+
+    @property
+    def is_shutdown(self):
+        """True once shutdown() was called."""
+        cdef int s
+        _lock(&self.ring)
+        s = self.ring.shutdown
+        bm_ring_unlock(&self.ring)
+        return s != 0
+
+    def stats(self):
+        """Counters as a dict: puts, gets, dropped, cleared, high_water, size,
+        maxsize, waits. At a quiet moment puts == gets + dropped + cleared + size."""
+        cdef bm_stats s
+        _lock(&self.ring)
+        bm_ring_stats_locked(&self.ring, &s)
+        bm_ring_unlock(&self.ring)
+        return {
+            "puts": s.puts,
+            "gets": s.gets,
+            "dropped": s.dropped,
+            "cleared": s.cleared,
+            "high_water": s.high_water,
+            "size": s.size,
+            "maxsize": self.maxsize,
+            "waits": s.waits,
+        }
+
+    def __repr__(self):
+        cdef bm_stats s
+        _lock(&self.ring)
+        bm_ring_stats_locked(&self.ring, &s)
+        bm_ring_unlock(&self.ring)
+        return "<bufmgr.FrameQueue size=%d maxsize=%d overflow=%r dropped=%d%s>" % (
+            s.size, self.maxsize, self.overflow, s.dropped, " shutdown" if s.shutdown else "")
+
+    def __reduce__(self):
+        raise _errors.pickle_error("FrameQueue")
+
+
+# -- fork safety ---------------------------------------------------------------
+# A child process inherits every queue's mutex in whatever state some thread
+# of the parent left it (bpo-40089). Before fork we take every live queue's
+# mutex (no thread ever holds two, so there is no lock-order problem, and
+# holders never need the GIL), so no ring is caught half-updated; the parent
+# then releases them and the child re-creates them. Waiters of the parent do
+# not exist in the child; queued items and counters are kept.
+_live_queues = weakref.WeakSet()
+_locked_for_fork = []
+
+
+def _before_fork():
+    for q in list(_live_queues):
+        _lock(&(<FrameQueue>q).ring)
+        _locked_for_fork.append(q)
+
+
+def _after_fork_parent():
+    while _locked_for_fork:
+        q = _locked_for_fork.pop()
+        bm_ring_unlock(&(<FrameQueue>q).ring)
+
+
+def _after_fork_child():
+    # Every live queue, including one another thread created while we were
+    # locking (it was not locked, but its mutex may be in any state too).
+    _locked_for_fork.clear()
+    for q in list(_live_queues):
+        bm_ring_reinit_after_fork(&(<FrameQueue>q).ring)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_parent,
+                        after_in_child=_after_fork_child)
