@@ -30,7 +30,8 @@ cdef extern from "bufmgr/ring.h" nogil:
         size_t cap, head, count
 
     ctypedef struct bm_ring:
-        size_t count
+        void **buf
+        size_t cap, head, count
         size_t maxsize
         size_t unfinished
         int shutdown

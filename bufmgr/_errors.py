@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import queue
+import sys
 
 Full = queue.Full
 Empty = queue.Empty
@@ -41,7 +42,7 @@ def check_maxsize(maxsize: object) -> int:
         raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__!r}")
     if maxsize > (1 << 62):
         raise ValueError(f"maxsize is too large: {maxsize}")
-    return maxsize if maxsize > 0 else 0
+    return int(maxsize) if maxsize > 0 else 0  # plain int, also for bool/subclasses
 
 
 def check_timeout(timeout: object) -> float | None:
@@ -72,7 +73,7 @@ def check_max_items(max_items: object) -> int:
         raise TypeError(f"max_items must be an int, not {type(max_items).__name__!r}")
     if max_items < 1:
         raise ValueError(f"max_items must be >= 1, got {max_items}")
-    return max_items
+    return min(int(max_items), sys.maxsize)  # more than can ever be queued = "all"
 
 
 def pickle_error(cls_name: str) -> TypeError:

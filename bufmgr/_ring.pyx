@@ -332,7 +332,7 @@ cdef class FrameQueue:
         """Wait for the first item like get(), then take whatever else is
         queued, up to ``max_items`` in all, without waiting. Returns a list."""
         cdef double seconds = -1.0
-        cdef Py_ssize_t limit = _errors.check_max_items(max_items) if type(max_items) is not int or max_items < 1 else max_items
+        cdef Py_ssize_t limit = _errors.check_max_items(max_items)
         cdef void *first = NULL
         cdef void *buf[256]
         cdef size_t got = 0, want, i
@@ -499,6 +499,58 @@ cdef class FrameQueue:
         raise _errors.pickle_error("FrameQueue")
 
 
+# -- garbage collection ----------------------------------------------------------
+# The ring holds references the GC cannot see through Cython's generated
+# tp_traverse, so a queue holding (something that refers back to) itself
+# would leak. Wrap the type's traverse/clear to visit/clear the queued items.
+cdef extern from "Python.h":
+    ctypedef int (*visitproc)(PyObject *, void *)
+    ctypedef int (*traverseproc)(PyObject *, visitproc, void *)
+    ctypedef int (*inquiry)(PyObject *)
+    ctypedef struct _GCSlots "PyTypeObject":
+        traverseproc tp_traverse
+        inquiry tp_clear
+
+cdef traverseproc _base_traverse = (<_GCSlots *><PyObject *>FrameQueue).tp_traverse
+cdef inquiry _base_clear = (<_GCSlots *><PyObject *>FrameQueue).tp_clear
+
+
+cdef int _fq_traverse(PyObject *o, visitproc visit, void *arg) noexcept:
+    cdef bm_ring *r = &(<FrameQueue>o).ring
+    cdef size_t i, j
+    cdef int rc = _base_traverse(o, visit, arg)
+    if rc:
+        return rc
+    # try-lock only: GC may run while this thread holds the mutex (fork
+    # handlers) or, free-threaded, while a detached thread holds it. Skipping
+    # the visit is conservative: unseen references only keep objects alive.
+    if not bm_ring_trylock(r):
+        return 0
+    for i in range(r.count):
+        j = r.head + i
+        if j >= r.cap:
+            j -= r.cap
+        rc = visit(<PyObject *>r.buf[j], arg)
+        if rc:
+            break
+    bm_ring_unlock(r)
+    return rc
+
+
+cdef int _fq_clear(PyObject *o) noexcept:
+    cdef bm_items items
+    cdef bm_ring *r = &(<FrameQueue>o).ring
+    bm_ring_lock(r)
+    bm_ring_clear_locked(r, &items)
+    bm_ring_unlock(r)
+    _release(&items)  # after unlock (invariant 1)
+    return _base_clear(o)
+
+
+(<_GCSlots *><PyObject *>FrameQueue).tp_traverse = _fq_traverse
+(<_GCSlots *><PyObject *>FrameQueue).tp_clear = _fq_clear
+
+
 # -- fork safety ---------------------------------------------------------------
 # A child process inherits every queue's mutex in whatever state some thread
 # of the parent left it (bpo-40089). Before fork we take every live queue's
@@ -533,3 +585,5 @@ def _after_fork_child():
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_parent,
                         after_in_child=_after_fork_child)
+# FrameRing (issue #5): written in bufmgr/_framering.pxi, compiled into this module.
+include "_framering.pxi"
