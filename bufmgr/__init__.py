@@ -25,3 +25,8 @@ else:
 
 __version__ = "0.1.0"
 __all__ = ["FrameQueue", "ShutDown", "Full", "Empty", "IMPLEMENTATION", "__version__"]
+
+from .coordinator import StateCoordinator  # noqa: E402
+from .manager import BufferConfig, BufferManager  # noqa: E402
+
+__all__ += ["BufferManager", "BufferConfig", "StateCoordinator"]
