@@ -120,8 +120,11 @@ static inline int bm_cond_wait_until(bm_cond_t *c, bm_mutex_t *m, int64_t deadli
     return pthread_cond_timedwait_relative_np(c, m, &rel) == ETIMEDOUT ? BM_WAIT_TIMEDOUT
                                                                        : BM_WAIT_WOKEN;
 #else
+    if (deadline < 0) return BM_WAIT_TIMEDOUT; /* long past: EINVAL would make callers spin */
     struct timespec abs = {(time_t)(deadline / 1000000000LL), (long)(deadline % 1000000000LL)};
-    return pthread_cond_timedwait(c, m, &abs) == ETIMEDOUT ? BM_WAIT_TIMEDOUT : BM_WAIT_WOKEN;
+    int rc = pthread_cond_timedwait(c, m, &abs);
+    /* anything but a wake-up (ETIMEDOUT, EINVAL) ends the wait: callers re-check */
+    return rc == 0 ? BM_WAIT_WOKEN : BM_WAIT_TIMEDOUT;
 #endif
 }
 
