@@ -10,13 +10,15 @@ import os as _os
 from ._errors import Empty, Full, ShutDown
 
 if _os.environ.get("BUFMGR_NO_EXTENSIONS", "") not in ("", "0"):
+    from ._pyframering import Frame, FrameRing
     from ._pyqueue import FrameQueue
 
     IMPLEMENTATION = "python"
 else:
     try:
-        from ._ring import FrameQueue
-    except ImportError:  # not built (e.g. a pure install): use the twin
+        from ._ring import Frame, FrameQueue, FrameRing
+    except ImportError:  # not built (e.g. a pure install): use the twins
+        from ._pyframering import Frame, FrameRing
         from ._pyqueue import FrameQueue
 
         IMPLEMENTATION = "python"
@@ -24,7 +26,7 @@ else:
         IMPLEMENTATION = "c"
 
 __version__ = "0.1.0"
-__all__ = ["FrameQueue", "ShutDown", "Full", "Empty", "IMPLEMENTATION", "__version__"]
+__all__ = ["FrameQueue", "FrameRing", "Frame", "ShutDown", "Full", "Empty", "IMPLEMENTATION", "__version__"]
 
 from .coordinator import StateCoordinator  # noqa: E402
 from .manager import BufferConfig, BufferManager  # noqa: E402

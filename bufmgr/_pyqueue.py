@@ -12,7 +12,9 @@ the lock is released, so an item's ``__del__`` may safely use the queue.
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections import deque
 from time import monotonic as _monotonic
 from typing import Any, Iterable
@@ -75,6 +77,7 @@ class FrameQueue:
         self._getters_waiting = self._putters_waiting = self._joiners_waiting = 0
         self._puts = self._gets = self._dropped = self._cleared = self._waits = 0
         self._high_water = 0
+        _live_queues.add(self)  # fork safety, see the bottom of this module
 
     # ---- internals (lock held) -------------------------------------------
 
@@ -391,3 +394,51 @@ class FrameQueue:
 
     def __reduce__(self) -> Any:
         raise pickle_error("FrameQueue")
+
+
+# -- fork safety ---------------------------------------------------------------
+# Same scheme as the compiled class (bottom of _ring.pyx). A forked child has
+# only the forking thread; a mutex another thread held at that instant would
+# stay locked forever there, and the queue could be caught half-way through an
+# update. So before fork() every live queue's mutex is taken (a thread never
+# holds two of them and releases one within a few bytecodes, waits release it,
+# so there is no lock-order problem), the parent releases them, and the child
+# gives each queue a fresh Lock and Conditions: the parent's waiters do not
+# exist in the child. Queued items and counters are kept. The list of queues
+# is re-read if another thread creates one while it is being copied.
+_live_queues: "weakref.WeakSet[FrameQueue]" = weakref.WeakSet()
+_locked_for_fork: list = []
+
+
+def _snapshot_live_queues() -> list:
+    while True:
+        try:
+            return list(_live_queues)
+        except RuntimeError:  # another thread created or freed a queue meanwhile
+            continue
+
+
+def _before_fork() -> None:
+    for q in _snapshot_live_queues():
+        q._mutex.acquire()
+        _locked_for_fork.append(q)
+
+
+def _after_fork_parent() -> None:
+    while _locked_for_fork:
+        _locked_for_fork.pop()._mutex.release()
+
+
+def _after_fork_child() -> None:
+    _locked_for_fork.clear()
+    for q in _snapshot_live_queues():
+        q._mutex = threading.Lock()
+        q._not_empty = threading.Condition(q._mutex)
+        q._not_full = threading.Condition(q._mutex)
+        q._all_tasks_done = threading.Condition(q._mutex)
+        q._getters_waiting = q._putters_waiting = q._joiners_waiting = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_parent,
+                        after_in_child=_after_fork_child)

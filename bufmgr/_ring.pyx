@@ -562,8 +562,17 @@ _live_queues = weakref.WeakSet()
 _locked_for_fork = []
 
 
+def _snapshot(live):
+    """list(WeakSet), retried: another thread may add to it while we copy."""
+    while True:
+        try:
+            return list(live)
+        except RuntimeError:  # "Set changed size during iteration"
+            continue
+
+
 def _before_fork():
-    for q in list(_live_queues):
+    for q in _snapshot(_live_queues):
         _lock(&(<FrameQueue>q).ring)
         _locked_for_fork.append(q)
 
@@ -578,7 +587,7 @@ def _after_fork_child():
     # Every live queue, including one another thread created while we were
     # locking (it was not locked, but its mutex may be in any state too).
     _locked_for_fork.clear()
-    for q in list(_live_queues):
+    for q in _snapshot(_live_queues):
         bm_ring_reinit_after_fork(&(<FrameQueue>q).ring)
 
 

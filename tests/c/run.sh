@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/c/run.sh - build the C ring stress harness three ways and run each:
+# tests/c/run.sh - build each C stress harness (ring_stress.c, pool_stress.c) three ways and run it:
 #   tsan   : -fsanitize=thread
 #   asan   : -fsanitize=address,undefined (leak checking on)
 #   plain  : -O2, and again under valgrind --leak-check=full when installed
@@ -14,7 +14,6 @@ set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 build="$here/build"
-src="$here/ring_stress.c"
 mkdir -p "$build"
 
 CC="${CC:-gcc}"
@@ -48,17 +47,17 @@ run_capture() { # log cmd...
 # build NAME FLAGS... -> $build/ring_stress_NAME
 build_one() {
     local name="$1"; shift
-    local out="$build/ring_stress_$name"
-    echo "== build $name: $CC $* ring_stress.c"
+    local out="$build/${harness}_$name"
+    echo "== build $harness $name: $CC $* $harness.c"
     rm -f "$out" # never run a stale binary after a failed build
     # $CC unquoted on purpose: CC="gcc -m32" or CC="ccache gcc" must work
     # shellcheck disable=SC2086
-    if ! $CC "${common[@]}" "$@" "$src" -o "$out" 2>"$build/build_$name.log"; then
-        cat "$build/build_$name.log"
+    if ! $CC "${common[@]}" "$@" "$here/$harness.c" -o "$out" 2>"$build/build_${harness}_$name.log"; then
+        cat "$build/build_${harness}_$name.log"
         echo "!! build $name FAILED (for a sanitizer build: is its runtime installed for $CC?)"
         return 1
     fi
-    if [ -s "$build/build_$name.log" ]; then cat "$build/build_$name.log"; fi
+    if [ -s "$build/build_${harness}_$name.log" ]; then cat "$build/build_${harness}_$name.log"; fi
     return 0
 }
 
@@ -80,7 +79,7 @@ check_run() {
         echo "!! run $name printed a sanitizer report (exit status was 0)"
         return 1
     fi
-    if ! grep -q '^ring_stress: all scenarios passed' "$log"; then
+    if ! grep -q "^$harness: all scenarios passed" "$log"; then
         echo "!! run $name did not print its final line"
         return 1
     fi
@@ -90,7 +89,7 @@ check_run() {
 
 run_one() { # NAME [wrapper...]
     local name="$1"; shift
-    local exe="$build/ring_stress_$name" log="$build/run_$name.log" rc t0
+    local exe="$build/${harness}_$name" log="$build/run_${harness}_$name.log" rc t0
     echo "== run $name"
     t0=$(date +%s.%N)
     run_capture "$log" "$@" "$exe"
@@ -106,7 +105,11 @@ run_one() { # NAME [wrapper...]
     check_run "$name" "$log" "$rc" "$t0"
 }
 
+harnesses=(${HARNESSES:-ring_stress pool_stress})
+nbuilds=0
+for harness in "${harnesses[@]}"; do
 for variant in tsan asan plain; do
+    nbuilds=$((nbuilds + 1))
     case "$variant" in
         tsan) flags=(-fsanitize=thread -fno-omit-frame-pointer -g -O1) ;;
         asan) flags=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1) ;;
@@ -118,35 +121,38 @@ for variant in tsan asan plain; do
         failures=$((failures + 1))
     fi
 done
+done
 
 valgrind_note="valgrind not installed, skipped"
 if command -v valgrind >/dev/null 2>&1; then
-    if [ -x "$build/ring_stress_plain" ]; then
-        echo "== run plain under valgrind"
-        log="$build/run_valgrind.log"
-        t0=$(date +%s.%N)
-        RING_STRESS_SCALE="${RING_VALGRIND_SCALE:-0.1}" RING_STRESS_ROUNDS=2 \
-            run_capture "$log" valgrind --error-exitcode=1 --leak-check=full \
-            --errors-for-leak-kinds=definite,indirect,possible --track-origins=yes --quiet \
-            "$build/ring_stress_plain"
-        rc=$?
-        if check_run valgrind "$log" "$rc" "$t0"; then
-            valgrind_note="valgrind clean"
+    valgrind_note="valgrind clean"
+    for harness in "${harnesses[@]}"; do
+        if [ -x "$build/${harness}_plain" ]; then
+            echo "== run $harness plain under valgrind"
+            log="$build/run_${harness}_valgrind.log"
+            t0=$(date +%s.%N)
+            RING_STRESS_SCALE="${RING_VALGRIND_SCALE:-0.1}" POOL_STRESS_SCALE="${RING_VALGRIND_SCALE:-0.1}" \
+                RING_STRESS_ROUNDS=2 \
+                run_capture "$log" valgrind --error-exitcode=1 --leak-check=full \
+                --errors-for-leak-kinds=definite,indirect,possible --track-origins=yes --quiet \
+                "$build/${harness}_plain"
+            rc=$?
+            if ! check_run valgrind "$log" "$rc" "$t0"; then
+                valgrind_note="valgrind FAILED"
+                failures=$((failures + 1))
+            fi
         else
-            valgrind_note="valgrind FAILED"
-            failures=$((failures + 1))
+            valgrind_note="valgrind skipped (no plain build of $harness)"
         fi
-    else
-        valgrind_note="valgrind skipped (no plain build)"
-    fi
+    done
 else
     echo "== valgrind not installed: skipping the valgrind run"
 fi
 
 total=$(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
 if [ "$failures" != 0 ]; then
-    echo "ring harness: FAILED ($passed of 3 builds passed, $valgrind_note, ${total}s)"
+    echo "C harnesses: FAILED ($passed of $nbuilds builds passed, $valgrind_note, ${total}s)"
     exit 1
 fi
-echo "ring harness: 3 builds passed ($valgrind_note, ${total}s)"
+echo "C harnesses (${harnesses[*]}): $nbuilds builds passed ($valgrind_note, ${total}s)"
 exit 0

@@ -1,0 +1,583 @@
+# FrameRing + Frame (issue #5): a preallocated pool of equal-size frame slots
+# over include/bufmgr/pool.h. `include`d at the end of bufmgr/_ring.pyx, so
+# it shares that module's helpers (_deadline, _slice_end, _expired,
+# _timeout_seconds, _POLICIES) and imports (_errors, ShutDown, Empty, Full).
+# Names private to this file start with _fr_ / _FR_ to stay clear of them.
+#
+# Concurrency rules of this file (the FrameQueue rules, adapted to slots):
+#
+# R1. No Python code runs while the pool mutex is held: under it only O(1)
+#     slot bookkeeping happens (and O(queued) for clear/shutdown). Every
+#     exception is raised after unlocking, from the returned status.
+# R2. Frame bytes are copied with the mutex NOT held, while the copying
+#     thread owns the slot (WRITING for put, HELD for get_into/bytes(frame)),
+#     so no other thread can touch those bytes: no torn frames. The GIL is
+#     released around a copy of _FR_NOGIL_COPY_MIN bytes or more, never
+#     around the bookkeeping itself.
+# R3. Waits use absolute monotonic deadlines, sleep in slices of at most
+#     50 ms (GIL released) and run PyErr_CheckSignals between slices, so
+#     Ctrl+C interrupts a blocked put/get promptly and the ring stays usable;
+#     an interrupted call owns no slot (reserve/take happen atomically inside
+#     the C wait).
+# R4. A Frame's mutable state (exports, released, pinned, freed) changes only
+#     under its ring's pool mutex (free-threading safe). Its slot goes back to
+#     the pool exactly once: when the frame is released AND no exported buffer
+#     is left (and no raw __array_interface__ address was handed out), by
+#     whichever of release()/__releasebuffer__/__dealloc__ happens last. A Frame holds a strong reference to its FrameRing, so the pool's
+#     storage outlives every frame and every exported view.
+# R5. The C pool counts every frame: puts == gets + dropped + cleared + size,
+#     and slots == free + writing + queued + held.
+
+from cpython.buffer cimport (PyBUF_FORMAT, PyBUF_FULL_RO, PyBUF_ND, PyBUF_STRIDES,
+                             PyBUF_WRITABLE, PyBuffer_IsContiguous, PyBuffer_Release,
+                             PyObject_GetBuffer)
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy
+
+from bufmgr._cpool cimport *
+
+from bufmgr import _framering_common as _frc  # messages/checks shared with the pure twin
+
+cdef class FrameRing  # forward declaration: Frame refers to it
+
+# Copies of at least this many bytes run with the GIL released (R2).
+# Measured (issue #5, put+get_into round trips, GIL released vs held around
+# both copies, one thread): the release/re-acquire pair costs ~10-20 ns per
+# copy uncontended, i.e. +10 % at 4 KiB, +6 % at 16 KiB, +4 % at 32 KiB,
+# +2 % at 64 KiB, < 1 % from 256 KiB; with a busy Python thread waiting, every
+# release also hands it the GIL (the copier may then wait up to the switch
+# interval to get it back), which is only worth it for copies long enough to
+# matter to that thread. 64 KiB keeps the uncontended cost at ~2 %.
+cdef enum:
+    _FR_NOGIL_COPY_MIN = 65536
+
+cdef Py_ssize_t _FR_ONE = 1  # the stride of a Frame's 1-D byte view
+cdef size_t _FR_ANY_SIZE = <size_t>-1
+
+_FR_RELEASED = _frc.FRAME_RELEASED
+_FR_TOO_LARGE = _frc.RING_TOO_LARGE
+
+
+cdef inline void _fr_lock(bm_pool *p) noexcept:
+    # Same as _lock() for the ring: trylock with the GIL held, and detach from
+    # the GIL only to wait for a contended mutex (its holder never needs it).
+    if not bm_pool_trylock(p):
+        with nogil:
+            bm_pool_lock(p)
+
+
+cdef inline void _fr_copy(void *dst, const void *src, size_t n) noexcept:
+    if n >= _FR_NOGIL_COPY_MIN:
+        with nogil:
+            memcpy(dst, src, n)
+    elif n:
+        memcpy(dst, src, n)
+
+
+cdef object _fr_raise(int st, bint getting):
+    if st == BM_SHUTDOWN:
+        raise ShutDown
+    if st == BM_NOMEM:
+        raise MemoryError("bufmgr: could not allocate the frame pool")
+    if st == BM_INVALID:
+        raise SystemError("bufmgr: frame pool slot in an unexpected state")
+    if getting:
+        raise Empty
+    raise Full
+
+
+cdef int _fr_source(object buffer, Py_buffer *view, Py_ssize_t frame_bytes) except -1:
+    """Export `buffer` read-only into *view; on error nothing is held."""
+    cdef Py_ssize_t n
+    PyObject_GetBuffer(buffer, view, PyBUF_FULL_RO)  # TypeError: not a buffer
+    if not PyBuffer_IsContiguous(view, b'C'):
+        PyBuffer_Release(view)
+        raise _frc.not_contiguous()
+    if view.len > frame_bytes:
+        n = view.len
+        PyBuffer_Release(view)
+        raise _frc.frame_too_large(n, frame_bytes)
+    return 0
+
+
+cdef int _fr_target(object buffer, Py_buffer *view) except -1:
+    """Export `buffer` (must be writable) into *view; on error nothing is held.
+
+    Like memoryview(): ask read-only, then honour the exporter's `readonly`
+    flag, so a read-only exporter gives TypeError rather than BufferError."""
+    PyObject_GetBuffer(buffer, view, PyBUF_FULL_RO)
+    if view.readonly:
+        PyBuffer_Release(view)
+        raise _frc.not_writable(buffer)
+    if not PyBuffer_IsContiguous(view, b'C'):
+        PyBuffer_Release(view)
+        raise _frc.not_contiguous()
+    return 0
+
+
+@cython.final
+@cython.no_gc  # refers only to its FrameRing, which refers to no Frame: no cycles
+cdef class Frame:
+    """One frame got from a FrameRing: a read-only, zero-copy view of a slot.
+
+    ``seq``, ``timestamp_ns`` (monotonic, at put) and ``nbytes`` stay
+    readable after release. The data is reachable through the buffer
+    protocol (``memoryview(frame)``, ``numpy.asarray(frame)``) and
+    ``bytes(frame)`` (a copy) until ``release()`` (or ``with frame:``); the
+    slot is reused only once the frame is released and every exported view
+    is released too. Frames are created by FrameRing.get(), never directly.
+    """
+
+    cdef FrameRing ring        # strong reference: the pool outlives the frame (R4)
+    cdef unsigned char *data
+    cdef size_t slot
+    cdef Py_ssize_t exports    # live buffer exports + internal pins (R4: under the mutex)
+    cdef bint _released        # release() was called
+    cdef bint pinned           # __array_interface__ gave out a raw address: keep until dealloc
+    cdef bint freed            # the slot went back to the pool
+    cdef readonly unsigned long long seq
+    cdef readonly long long timestamp_ns
+    cdef readonly Py_ssize_t nbytes
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("Frame objects are created by FrameRing.get()")
+
+    # -- lifetime (R4) -----------------------------------------------------
+
+    cdef inline void _free_locked(self) noexcept:
+        # Mutex held. Hand the slot back once: released and no export left.
+        if self._released and self.exports == 0 and not self.pinned and not self.freed:
+            self.freed = True
+            bm_pool_release_locked(&self.ring.pool, self.slot)
+
+    cdef int _pin(self) except -1:
+        """Keep the slot's bytes valid (one more export); ValueError if released."""
+        cdef bm_pool *p
+        if self.ring is None:
+            raise ValueError(_FR_RELEASED)
+        p = &self.ring.pool
+        _fr_lock(p)
+        if self._released:
+            bm_pool_unlock(p)
+            raise ValueError(_FR_RELEASED)
+        self.exports += 1
+        bm_pool_unlock(p)
+        return 0
+
+    cdef void _unpin(self) noexcept:
+        cdef bm_pool *p = &self.ring.pool
+        _fr_lock(p)
+        self.exports -= 1
+        self._free_locked()
+        bm_pool_unlock(p)
+
+    def release(self):
+        """Give the slot back (idempotent). Exported views keep the bytes
+        valid until they are released; then the slot is reused."""
+        cdef bm_pool *p
+        if self.ring is None:
+            return
+        p = &self.ring.pool
+        _fr_lock(p)
+        self._released = True
+        self._free_locked()
+        bm_pool_unlock(p)
+
+    def __dealloc__(self):
+        # No export can be left (each holds a reference to us); self.ring is
+        # still set here (Cython clears it after __dealloc__).
+        cdef bm_pool *p
+        if self.ring is None or self.freed:
+            return
+        p = &self.ring.pool
+        _fr_lock(p)
+        self._released = True
+        self.pinned = False  # whatever used the raw address held a reference to us
+        self._free_locked()
+        bm_pool_unlock(p)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.release()
+        return False
+
+    # -- data ----------------------------------------------------------------
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("Frame is read-only")
+        self._pin()
+        view.buf = self.data
+        view.obj = self
+        view.len = self.nbytes
+        view.readonly = 1
+        view.itemsize = 1
+        view.format = NULL
+        if flags & PyBUF_FORMAT:
+            view.format = b"B"
+        view.ndim = 1
+        view.shape = &self.nbytes if (flags & PyBUF_ND) == PyBUF_ND else NULL
+        view.strides = &_FR_ONE if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self._unpin()
+
+    @property
+    def __array_interface__(self):
+        """numpy's array interface (read-only uint8 vector, zero-copy).
+
+        numpy prefers the buffer protocol and only falls back to this when
+        it fails, i.e. for a released frame, where this raises
+        ValueError("frame was released") instead of numpy silently making
+        an object array. A consumer that does use the raw address (keeping
+        a reference to the frame, as numpy does) pins the slot until the
+        frame itself is garbage collected, since its use cannot be tracked.
+        """
+        cdef bm_pool *p
+        if self.ring is None:
+            raise ValueError(_FR_RELEASED)
+        p = &self.ring.pool
+        _fr_lock(p)
+        if self._released:
+            bm_pool_unlock(p)
+            raise ValueError(_FR_RELEASED)
+        self.pinned = True
+        bm_pool_unlock(p)
+        return {
+            "version": 3,
+            "shape": (self.nbytes,),
+            "typestr": "|u1",
+            "data": (<size_t>self.data, True),
+        }
+
+    def __bytes__(self):
+        cdef bytes out
+        self._pin()  # the slot cannot be reused while we copy outside the mutex
+        try:
+            out = PyBytes_FromStringAndSize(NULL, self.nbytes)
+            _fr_copy(PyBytes_AS_STRING(out), self.data, <size_t>self.nbytes)
+        finally:
+            self._unpin()
+        return out
+
+    def __repr__(self):
+        return _frc.frame_repr(self.seq, self.nbytes, self.ring is None or self._released)
+
+    def __reduce__(self):
+        raise _frc.frame_pickle_error()
+
+
+@cython.final
+cdef class FrameRing:
+    """FrameRing(slots, frame_bytes, overflow="drop_oldest")
+
+    A thread-safe FIFO of frames copied into a preallocated pool of ``slots``
+    buffers of ``frame_bytes`` bytes each (one allocation, nothing per frame).
+    put() copies a bytes-like object in; get() hands out a zero-copy Frame
+    (release it to recycle the slot); get_into() copies the oldest frame
+    into a caller's buffer. When no slot is free, ``overflow`` decides:
+    "drop_oldest" (evict the oldest queued frame), "drop_newest" (refuse the
+    new one) or "block" (wait for a free slot).
+    """
+
+    cdef bm_pool pool
+    cdef bint ready
+    cdef readonly Py_ssize_t slots
+    cdef readonly Py_ssize_t frame_bytes
+    cdef readonly object overflow
+    cdef object __weakref__
+
+    def __cinit__(self, slots, frame_bytes, overflow="drop_oldest"):
+        cdef Py_ssize_t n, m
+        cdef int st
+        # slots, frame_bytes (TypeError/ValueError), their product, overflow
+        slots, frame_bytes, overflow = _frc.check_ring_args(slots, frame_bytes, overflow)
+        n = slots
+        m = frame_bytes
+        st = bm_pool_init(&self.pool, <size_t>n, <size_t>m, _POLICIES[overflow])
+        if st == BM_INVALID:
+            raise ValueError(_FR_TOO_LARGE)
+        if st != BM_OK:
+            raise MemoryError(f"bufmgr: could not allocate {n} slots of {m} bytes")
+        self.ready = True
+        self.slots = n
+        self.frame_bytes = m
+        self.overflow = overflow
+        _fr_live_rings.add(self)
+
+    def __dealloc__(self):
+        # Every Frame holds a reference to us and every call in progress holds
+        # `self`: no slot is in use and nobody waits.
+        if self.ready:
+            bm_pool_destroy(&self.pool)
+
+    # -- put -----------------------------------------------------------------
+
+    cdef object _put(self, Py_buffer *view, bint block, double seconds):
+        cdef size_t slot = 0
+        cdef uint64_t seq = 0
+        cdef int st, waited = 0
+        cdef int64_t deadline
+        cdef bm_pool *p = &self.pool
+        _fr_lock(p)
+        st = bm_pool_reserve_locked(p, BM_NOWAIT, NULL, &slot)
+        bm_pool_unlock(p)
+        if st == BM_FULL and block:
+            deadline = _deadline(seconds)
+            while True:  # R3
+                with nogil:
+                    bm_pool_lock(p)
+                    st = bm_pool_reserve_locked(p, _slice_end(deadline), &waited, &slot)
+                    bm_pool_unlock(p)
+                if st != BM_TIMEOUT or _expired(deadline):
+                    break
+                PyErr_CheckSignals()  # raises KeyboardInterrupt etc.; no slot reserved
+        if st == BM_REFUSED:
+            return None
+        if st != BM_OK:
+            return _fr_raise(st, False)
+        # The slot is WRITING and ours alone: copy outside the mutex (R2).
+        # Nothing between reserve and commit can raise.
+        _fr_copy(bm_pool_slot_data(p, slot), view.buf, <size_t>view.len)
+        _fr_lock(p)
+        st = bm_pool_commit_locked(p, slot, <size_t>view.len, &seq)
+        bm_pool_unlock(p)
+        if st != BM_OK:
+            return _fr_raise(st, False)  # shut down during the copy: slot freed
+        return seq
+
+    def put(self, buffer, block=True, timeout=None):
+        """Copy a C-contiguous bytes-like object into a free slot and queue it.
+
+        Returns the frame's seq, or None when a drop policy refused it (no slot
+        could be reused). "drop_oldest" evicts the oldest queued frame to make
+        room; "block" waits for a free slot (block=False or a timeout ->
+        queue.Full). Raises ShutDown after shutdown().
+        """
+        cdef Py_buffer view
+        cdef double seconds = -1.0
+        _fr_source(buffer, &view, self.frame_bytes)
+        try:
+            if block:
+                seconds = _timeout_seconds(timeout)
+            return self._put(&view, block, seconds)
+        finally:
+            PyBuffer_Release(&view)
+
+    def put_nowait(self, buffer):
+        """Equivalent to put(buffer, block=False)."""
+        cdef Py_buffer view
+        _fr_source(buffer, &view, self.frame_bytes)
+        try:
+            return self._put(&view, False, -1.0)
+        finally:
+            PyBuffer_Release(&view)
+
+    # -- get -----------------------------------------------------------------
+
+    cdef int _take(self, bint block, double seconds, size_t max_nbytes, int copying,
+                   size_t *slot, size_t *need) except -1:
+        """Take the oldest frame (HELD); returns the C status (R3 waits)."""
+        cdef int st, waited = 0
+        cdef int64_t deadline
+        cdef bm_pool *p = &self.pool
+        _fr_lock(p)
+        st = bm_pool_take_locked(p, BM_NOWAIT, NULL, max_nbytes, copying, slot, need)
+        bm_pool_unlock(p)
+        if st != BM_EMPTY or not block:
+            return st
+        deadline = _deadline(seconds)
+        while True:
+            with nogil:
+                bm_pool_lock(p)
+                st = bm_pool_take_locked(p, _slice_end(deadline), &waited, max_nbytes,
+                                         copying, slot, need)
+                bm_pool_unlock(p)
+            if st != BM_TIMEOUT or _expired(deadline):
+                return st
+            PyErr_CheckSignals()  # raises; nothing taken
+
+    cdef Frame _get(self, bint block, double seconds):
+        cdef Frame f = Frame.__new__(Frame)  # allocated first: after the take nothing raises
+        cdef size_t slot = 0, need = 0
+        cdef const bm_slot *m
+        cdef int st = self._take(block, seconds, _FR_ANY_SIZE, 0, &slot, &need)
+        if st != BM_OK:
+            _fr_raise(st, True)
+        # HELD by us: its metadata cannot change until we release it.
+        m = bm_pool_slot(&self.pool, slot)
+        f.ring = self
+        f.slot = slot
+        f.data = bm_pool_slot_data(&self.pool, slot)
+        f.seq = m.seq
+        f.timestamp_ns = m.timestamp_ns
+        f.nbytes = <Py_ssize_t>m.nbytes
+        return f
+
+    def get(self, block=True, timeout=None):
+        """Remove the oldest frame and return it as a zero-copy Frame (HELD
+        until released). Raises queue.Empty when nothing arrives in time,
+        ShutDown once shut down and drained."""
+        cdef double seconds = -1.0
+        if block:
+            seconds = _timeout_seconds(timeout)
+        return self._get(block, seconds)
+
+    def get_nowait(self):
+        """Equivalent to get(block=False)."""
+        return self._get(False, -1.0)
+
+    def get_into(self, buffer, block=True, timeout=None):
+        """Copy the oldest frame into a writable C-contiguous buffer and free
+        its slot; return (nbytes, seq). Waits like get(). If the frame is
+        larger than the buffer: ValueError, and nothing changes."""
+        cdef Py_buffer view
+        cdef double seconds = -1.0
+        cdef size_t slot = 0, need = 0
+        cdef const bm_slot *m
+        cdef uint64_t seq
+        cdef int st
+        cdef bm_pool *p = &self.pool
+        _fr_target(buffer, &view)
+        try:
+            if block:
+                seconds = _timeout_seconds(timeout)
+            st = self._take(block, seconds, <size_t>view.len, 1, &slot, &need)
+            if st == BM_TOOBIG:
+                raise _frc.buffer_too_small(need, view.len)
+            if st != BM_OK:
+                _fr_raise(st, True)
+            m = bm_pool_slot(p, slot)
+            seq = m.seq
+            # HELD (copying) by us: copy outside the mutex (R2); nothing raises.
+            _fr_copy(view.buf, bm_pool_slot_data(p, slot), need)
+            _fr_lock(p)
+            bm_pool_release_locked(p, slot)
+            bm_pool_unlock(p)
+        finally:
+            PyBuffer_Release(&view)
+        return (need, seq)
+
+    # -- bookkeeping -----------------------------------------------------------
+
+    def shutdown(self, immediate=False):
+        """Shut down: puts raise ShutDown (a put copying right now too), gets
+        drain then raise ShutDown; ``immediate`` also frees the queued frames
+        (counted as cleared). Frames already got stay valid until released.
+        Every blocked caller wakes up."""
+        cdef bint imm = bool(immediate)
+        _fr_lock(&self.pool)
+        bm_pool_shutdown_locked(&self.pool, imm)
+        bm_pool_unlock(&self.pool)
+
+    def clear(self):
+        """Free every queued frame (counted as cleared); return how many."""
+        cdef size_t n
+        _fr_lock(&self.pool)
+        n = bm_pool_clear_locked(&self.pool)
+        bm_pool_unlock(&self.pool)
+        return n
+
+    # -- introspection -----------------------------------------------------------
+
+    def qsize(self):
+        """Number of frames queued now."""
+        cdef size_t n
+        _fr_lock(&self.pool)
+        n = self.pool.nqueued
+        bm_pool_unlock(&self.pool)
+        return n
+
+    def __len__(self):
+        return self.qsize()
+
+    def empty(self):
+        """True if no frame is queued now."""
+        return self.qsize() == 0
+
+    def full(self):
+        """True if no slot is free now (a put would drop, refuse or wait)."""
+        cdef size_t n
+        _fr_lock(&self.pool)
+        n = self.pool.nfree
+        bm_pool_unlock(&self.pool)
+        return n == 0
+
+    @property
+    def is_shutdown(self):
+        """True once shutdown() was called."""
+        cdef int s
+        _fr_lock(&self.pool)
+        s = self.pool.shutdown
+        bm_pool_unlock(&self.pool)
+        return s != 0
+
+    def stats(self):
+        """Counters as a dict: puts, gets, dropped, cleared, underruns,
+        high_water, size (queued), held, free, slots, frame_bytes. At a quiet
+        moment puts == gets + dropped + cleared + size."""
+        cdef bm_pool_stats s
+        _fr_lock(&self.pool)
+        bm_pool_stats_locked(&self.pool, &s)
+        bm_pool_unlock(&self.pool)
+        return {
+            "puts": s.puts,
+            "gets": s.gets,
+            "dropped": s.dropped,
+            "cleared": s.cleared,
+            "underruns": s.underruns,
+            "high_water": s.high_water,
+            "size": s.size,
+            "held": s.held,
+            "free": s.free,
+            "slots": s.slots,
+            "frame_bytes": s.frame_bytes,
+        }
+
+    def __repr__(self):
+        cdef bm_pool_stats s
+        _fr_lock(&self.pool)
+        bm_pool_stats_locked(&self.pool, &s)
+        bm_pool_unlock(&self.pool)
+        return _frc.ring_repr(s.slots, s.frame_bytes, self.overflow, s.size, s.held, s.dropped,
+                              s.shutdown != 0)
+
+    def __reduce__(self):
+        raise _errors.pickle_error("FrameRing")
+
+
+# -- fork safety (as for FrameQueue above) --------------------------------------
+# Before fork every live ring's mutex is taken (no thread holds two mutexes,
+# and holders never need the GIL); the parent releases them, the child
+# re-creates them and frees the slots of threads that do not exist there
+# (a put or get_into caught mid-copy). Frames got before the fork stay valid.
+_fr_live_rings = weakref.WeakSet()
+_fr_locked_for_fork = []
+
+
+def _fr_before_fork():
+    for r in _snapshot(_fr_live_rings):
+        _fr_lock(&(<FrameRing>r).pool)
+        _fr_locked_for_fork.append(r)
+
+
+def _fr_after_fork_parent():
+    while _fr_locked_for_fork:
+        r = _fr_locked_for_fork.pop()
+        bm_pool_unlock(&(<FrameRing>r).pool)
+
+
+def _fr_after_fork_child():
+    _fr_locked_for_fork.clear()
+    for r in _snapshot(_fr_live_rings):
+        bm_pool_reinit_after_fork(&(<FrameRing>r).pool)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_fr_before_fork, after_in_parent=_fr_after_fork_parent,
+                        after_in_child=_fr_after_fork_child)

@@ -1,0 +1,695 @@
+"""Pure-Python twin of the compiled FrameRing (bufmgr._ring over include/bufmgr/pool.h).
+
+A FrameRing is a pool of ``slots`` equal-size frame slots carved out of ONE
+preallocated ``bytearray`` of ``slots * frame_bytes`` bytes; nothing is
+allocated per frame for the frame data. Every slot is in exactly one state::
+
+    free  -> writing (put copies into it) -> queued -> held (a consumer has it) -> free
+
+``slots == free + writing + queued + held`` at all times. Frames are copied in
+by ``put`` and out by ``get_into`` / ``bytes(frame)``; ``get`` hands out a
+zero-copy, read-only :class:`Frame` view of the slot, which returns to the pool
+when the frame is released (``release()``, ``with``, or garbage collection)
+and every buffer exported from it is gone.
+
+Locking (the FrameQueue twin's rules, adapted):
+
+* One lock guards all state; conditions ``not_empty`` (a frame was queued)
+  and ``not_full`` (a slot became free) share it. Waits are sliced to
+  WAIT_SLICE_S so Ctrl+C interrupts them promptly.
+* Bytes are copied with the lock NOT held, while the copying thread owns the
+  slot (writing / held), so no other thread can touch them.
+* No user code runs under the lock, and no object is released under it.
+  One exception cannot be ruled out in Python: the garbage collector may run
+  a ``Frame.__del__`` (which frees a slot) at almost any point, including in
+  a thread that holds this ring's lock. The lock is therefore an ``RLock``
+  plus a ``_busy`` flag: a slot freed from such a re-entrant finalizer is
+  parked in ``_pending`` and moved to the free list when the outer critical
+  section ends, instead of deadlocking (plain Lock) or corrupting the state.
+  Any other re-entrant use of the ring raises RuntimeError.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections import deque
+from time import monotonic as _monotonic
+from time import monotonic_ns as _monotonic_ns
+from typing import Any
+
+from . import _framering_common as _common
+from ._errors import WAIT_SLICE_S, Empty, Full, ShutDown, check_timeout, pickle_error
+
+__all__ = ["FrameRing", "Frame"]
+
+_BLOCK, _DROP_OLDEST, _DROP_NEWEST = 0, 1, 2
+_POLICIES = {"block": _BLOCK, "drop_oldest": _DROP_OLDEST, "drop_newest": _DROP_NEWEST}
+_RUNNING, _SHUT_GRACEFUL, _SHUT_IMMEDIATE = 0, 1, 2
+_FREE, _WRITING, _QUEUED, _HELD = 0, 1, 2, 3
+
+_PyBUF_WRITABLE = 0x0001
+
+_REENTRANT = (
+    "FrameRing used re-entrantly: a finalizer (__del__) running while this "
+    "ring's lock was held called into the ring"
+)
+
+
+def _deadline(block: bool, timeout: object) -> float | None:
+    """Validate ``timeout`` (only when blocking); return a monotonic deadline or None."""
+    if not block:
+        return None
+    seconds = check_timeout(timeout)
+    return None if seconds is None else _monotonic() + seconds
+
+
+def _byte_view(buffer: object, writable: bool) -> memoryview:
+    """A flat unsigned-byte memoryview of ``buffer`` after the shared checks."""
+    view = _common.check_buffer(buffer, writable)
+    if view.ndim == 1 and view.format == "B":
+        return view
+    try:
+        return view.cast("B")
+    except (TypeError, ValueError):  # pragma: no cover - exotic struct formats only
+        if writable:
+            # A writable flat view through ctypes (any format, zero-copy).
+            nbytes = view.nbytes
+            view.release()
+            return memoryview((ctypes.c_ubyte * nbytes).from_buffer(buffer)).cast("B")  # type: ignore[arg-type]
+        flat = memoryview(view.tobytes())  # read-only source: one copy, exotic formats only
+        view.release()
+        return flat
+
+
+class Frame:
+    """A read-only, zero-copy view of one FrameRing slot (made by ``FrameRing.get``).
+
+    ``seq`` / ``timestamp_ns`` / ``nbytes`` stay readable after release; data
+    access (``bytes(frame)``, ``memoryview(frame)``, ``numpy.asarray(frame)``)
+    on a released frame raises ValueError("frame was released").
+
+    The slot goes back to the ring when the frame is released (``release()``,
+    leaving a ``with`` block, or garbage collection) AND every buffer exported
+    from it is released. Buffers exported through PEP 688 (``memoryview`` /
+    numpy on Python 3.12+) are tracked exactly. ``__array_interface__`` (all
+    versions) cannot be tracked: the array keeps this Frame alive, so once it
+    was used the slot is only returned when the Frame itself is collected.
+    """
+
+    __slots__ = (
+        "_ring", "_slot", "_seq", "_timestamp_ns", "_nbytes",
+        "_released", "_exports", "_pinned",
+    )  # no __weakref__: like the compiled Frame
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Frame:
+        # An unbound frame (as Frame.__new__(Frame) gives for the compiled
+        # class): reads as released. FrameRing.get() binds it under the lock.
+        self = object.__new__(cls)
+        self._ring = None
+        self._slot = -1
+        self._seq = 0
+        self._timestamp_ns = 0
+        self._nbytes = 0
+        self._released = False
+        self._exports = 0
+        self._pinned = False
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("Frame objects are created by FrameRing.get()")
+
+    @property
+    def seq(self) -> int:
+        """The ring's sequence number of this frame (0, 1, 2, ... in put order)."""
+        return self._seq
+
+    @property
+    def timestamp_ns(self) -> int:
+        """time.monotonic_ns() when the frame was queued."""
+        return self._timestamp_ns
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the frame in bytes (<= the ring's frame_bytes)."""
+        return self._nbytes
+
+    # ---- data access ----------------------------------------------------------
+
+    def __bytes__(self) -> bytes:
+        ring = self._ring
+        if ring is None:
+            raise _common.frame_released()
+        ring._export(self, +1)  # keeps the slot held during the copy
+        try:
+            off = self._slot * ring._frame_bytes
+            return bytes(ring._view[off:off + self._nbytes])
+        finally:
+            ring._export(self, -1)
+
+    def __buffer__(self, flags: int) -> memoryview:  # PEP 688 (Python 3.12+)
+        if flags & _PyBUF_WRITABLE:
+            raise BufferError("Frame is read-only")
+        ring = self._ring
+        if ring is None:
+            raise _common.frame_released()
+        ring._export(self, +1)
+        try:
+            off = self._slot * ring._frame_bytes
+            return ring._view[off:off + self._nbytes].toreadonly()
+        except BaseException:
+            ring._export(self, -1)
+            raise
+
+    def __release_buffer__(self, view: memoryview) -> None:  # PEP 688
+        try:
+            view.release()
+        finally:
+            ring = self._ring
+            if ring is not None:
+                ring._export(self, -1)
+
+    @property
+    def __array_interface__(self) -> dict[str, Any]:
+        """numpy array interface: read-only uint8 vector pointing into the slot."""
+        ring = self._ring
+        if ring is None:
+            raise _common.frame_released()
+        ring._pin(self)  # raises ValueError if released
+        return {
+            "version": 3,
+            "shape": (self._nbytes,),
+            "typestr": "|u1",
+            "data": (ring._address + self._slot * ring._frame_bytes, True),
+        }
+
+    # ---- lifetime ----------------------------------------------------------------
+
+    def release(self) -> None:
+        """Give the slot back to the ring (idempotent). Exported buffers keep it
+        held until they are released too."""
+        ring = self._ring
+        if ring is not None and not self._released:
+            ring._release_frame(self)
+
+    def __enter__(self) -> Frame:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        ring = getattr(self, "_ring", None)
+        if ring is None or self._slot < 0:  # unbound, or the slot is back already
+            return
+        try:
+            ring._release_frame(self, dying=True)
+        except BaseException:  # e.g. KeyboardInterrupt while taking the lock
+            if self._slot >= 0:  # nobody else can reach a dying frame
+                ring._pending.append(self._slot)
+                self._slot = -1
+            self._ring = None
+
+    def __repr__(self) -> str:
+        return _common.frame_repr(self._seq, self._nbytes, self._released or self._ring is None)
+
+    def __reduce__(self) -> Any:
+        raise _common.frame_pickle_error()
+
+
+def _new_frame() -> Frame:
+    """An unbound Frame (allocated before the lock is taken)."""
+    return Frame.__new__(Frame)
+
+
+class FrameRing:
+    """A preallocated pool of ``slots`` frames of up to ``frame_bytes`` bytes each.
+
+    ``put`` copies a buffer into a free slot and returns its sequence number
+    (or None if the overflow policy refused it); ``get`` returns the oldest
+    frame as a zero-copy read-only :class:`Frame`; ``get_into`` copies the
+    oldest frame into a caller buffer and frees its slot at once.
+
+    ``overflow`` decides what ``put`` does when no slot is free:
+    ``"drop_oldest"`` evicts the oldest queued frame (never a held one),
+    ``"drop_newest"`` refuses the new frame, ``"block"`` waits for a free slot.
+    """
+
+    __slots__ = (
+        "_slots", "_frame_bytes", "_overflow", "_policy", "_buf", "_view",
+        "_address", "_state", "_nbytes", "_seqs", "_stamps", "_free", "_queued",
+        "_pending", "_mutex", "_busy", "_not_empty", "_not_full", "_shutdown",
+        "_getters_waiting", "_putters_waiting", "_next_seq", "_held",
+        "_puts", "_gets", "_dropped", "_cleared", "_underruns", "_high_water",
+        "__weakref__",
+    )
+
+    def __init__(self, slots: int, frame_bytes: int, overflow: str = "drop_oldest") -> None:
+        slots, frame_bytes, overflow = _common.check_ring_args(slots, frame_bytes, overflow)
+        self._slots = slots
+        self._frame_bytes = frame_bytes
+        self._overflow = overflow
+        self._policy = _POLICIES[overflow]
+        self._buf = bytearray(slots * frame_bytes)  # the one allocation (MemoryError)
+        # Held for the ring's lifetime: the bytearray can never be resized, so
+        # its address (used by Frame.__array_interface__) stays valid.
+        self._view = memoryview(self._buf)
+        self._address = ctypes.addressof(ctypes.c_char.from_buffer(self._buf))
+        self._state = [_FREE] * slots
+        self._nbytes = [0] * slots
+        self._seqs = [0] * slots
+        self._stamps = [0] * slots
+        self._free = list(range(slots - 1, -1, -1))  # a stack: pop() gives slot 0 first
+        self._queued: deque[int] = deque()
+        self._pending: list[int] = []  # slots freed by re-entrant finalizers
+        self._mutex = threading.RLock()
+        self._busy = False
+        self._not_empty = threading.Condition(self._mutex)
+        self._not_full = threading.Condition(self._mutex)
+        self._shutdown = _RUNNING
+        self._getters_waiting = self._putters_waiting = 0
+        self._next_seq = 0
+        self._held = 0
+        self._puts = self._gets = self._dropped = self._cleared = 0
+        self._underruns = self._high_water = 0
+
+    # ---- locking -------------------------------------------------------------------
+
+    def _lock(self) -> None:
+        self._mutex.acquire()
+        if self._busy:
+            self._mutex.release()
+            raise RuntimeError(_REENTRANT)
+        self._busy = True
+        if self._pending:
+            self._flush_pending()
+
+    def _unlock(self) -> None:
+        if self._pending:
+            self._flush_pending()
+        self._busy = False
+        self._mutex.release()
+
+    def _flush_pending(self) -> None:
+        pending = self._pending
+        while pending:
+            self._free_held(pending.pop())
+
+    def _wait_slice(self, cond: threading.Condition, deadline: float | None) -> bool:
+        """Sleep at most WAIT_SLICE_S on ``cond``; False if the deadline already passed."""
+        if deadline is None:
+            seconds = WAIT_SLICE_S
+        else:
+            seconds = deadline - _monotonic()
+            if seconds <= 0:
+                return False
+            if seconds > WAIT_SLICE_S:
+                seconds = WAIT_SLICE_S
+        self._busy = False  # others may enter while we sleep
+        try:
+            cond.wait(seconds)
+        finally:
+            self._busy = True
+            if self._pending:
+                self._flush_pending()
+        return True
+
+    # ---- slot transitions (lock held) -----------------------------------------------
+
+    def _free_held(self, slot: int) -> None:
+        """held -> free."""
+        self._state[slot] = _FREE
+        self._held -= 1
+        self._free.append(slot)
+        if self._putters_waiting:
+            self._not_full.notify()
+
+    def _abort_write(self, slot: int) -> None:
+        """writing -> free (copy failed or the ring was shut down meanwhile)."""
+        self._state[slot] = _FREE
+        self._free.append(slot)
+        if self._putters_waiting:
+            self._not_full.notify()
+
+    def _drop_queued(self) -> int:
+        """queued -> free for every queued frame; return how many."""
+        queued = self._queued
+        n = len(queued)
+        state, free = self._state, self._free
+        while queued:
+            slot = queued.popleft()
+            state[slot] = _FREE
+            free.append(slot)
+        if n and self._putters_waiting:
+            self._not_full.notify(n)
+        return n
+
+    def _reserve(self, block: bool, deadline: float | None) -> int:
+        """Take a slot for writing; -1 if the drop policy refused the frame."""
+        if self._shutdown:
+            raise ShutDown
+        free = self._free
+        if free:
+            slot = free.pop()
+        else:
+            policy = self._policy
+            if policy == _DROP_OLDEST:
+                if not self._queued:  # every slot is held or being written
+                    self._puts += 1
+                    self._dropped += 1
+                    self._underruns += 1
+                    return -1
+                slot = self._queued.popleft()  # evict the oldest queued frame
+                self._dropped += 1
+            elif policy == _DROP_NEWEST:
+                self._puts += 1
+                self._dropped += 1
+                if not self._queued:
+                    self._underruns += 1
+                return -1
+            else:
+                if not block:
+                    raise Full
+                if not self._queued:
+                    self._underruns += 1
+                while True:
+                    self._putters_waiting += 1
+                    try:
+                        ok = self._wait_slice(self._not_full, deadline)
+                    finally:
+                        self._putters_waiting -= 1
+                    if self._shutdown:
+                        raise ShutDown
+                    if free:
+                        break
+                    if not ok:
+                        raise Full
+                slot = free.pop()
+        self._state[slot] = _WRITING
+        return slot
+
+    def _await_queued(self, block: bool, deadline: float | None) -> None:
+        """Return once a frame is queued; raise ShutDown (drained) or Empty."""
+        while not self._queued:
+            if self._shutdown:
+                raise ShutDown
+            if not block:
+                raise Empty
+            self._getters_waiting += 1
+            try:
+                ok = self._wait_slice(self._not_empty, deadline)
+            finally:
+                self._getters_waiting -= 1
+            if not ok and not self._queued:
+                raise Empty
+
+    # ---- Frame support (called by Frame, lock NOT held) -------------------------------
+
+    def _export(self, frame: Frame, delta: int) -> None:
+        """One more (+1) / one fewer (-1) buffer exported from ``frame``."""
+        mutex = self._mutex
+        mutex.acquire()
+        reentrant = self._busy
+        self._busy = True
+        try:
+            if delta > 0:
+                if frame._released or frame._slot < 0:
+                    raise _common.frame_released()
+                frame._exports += 1
+            else:
+                frame._exports -= 1
+                self._maybe_free(frame, reentrant)
+        finally:
+            if not reentrant and self._pending:
+                self._flush_pending()
+            self._busy = reentrant
+            mutex.release()
+
+    def _pin(self, frame: Frame) -> None:
+        """__array_interface__ handed out a raw address: keep the slot until GC."""
+        mutex = self._mutex
+        mutex.acquire()
+        try:
+            if frame._released or frame._slot < 0:
+                raise _common.frame_released()
+            frame._pinned = True
+        finally:
+            mutex.release()
+
+    def _release_frame(self, frame: Frame, dying: bool = False) -> None:
+        mutex = self._mutex
+        mutex.acquire()
+        reentrant = self._busy
+        self._busy = True
+        try:
+            frame._released = True
+            if dying:  # nothing can reference a dying frame: no export, no array
+                frame._exports = 0
+                frame._pinned = False
+            self._maybe_free(frame, reentrant)
+        finally:
+            if not reentrant and self._pending:
+                self._flush_pending()
+            self._busy = reentrant
+            mutex.release()
+
+    def _maybe_free(self, frame: Frame, reentrant: bool) -> None:
+        slot = frame._slot
+        if slot < 0 or not frame._released or frame._exports > 0 or frame._pinned:
+            return
+        frame._slot = -1
+        if reentrant:  # an outer critical section of this thread is paused mid-way
+            self._pending.append(slot)
+        else:
+            self._free_held(slot)
+
+    # ---- producers ---------------------------------------------------------------------
+
+    def put(self, buffer: Any, block: bool = True, timeout: float | None = None) -> int | None:
+        """Copy ``buffer`` (any C-contiguous buffer of at most frame_bytes bytes)
+        into a slot; return its sequence number, or None if the policy refused it."""
+        block = bool(block)
+        src = _byte_view(buffer, False)
+        try:
+            nbytes = src.nbytes
+            if nbytes > self._frame_bytes:
+                raise _common.frame_too_large(nbytes, self._frame_bytes)
+            deadline = _deadline(block, timeout)
+            self._lock()
+            try:
+                slot = self._reserve(block, deadline)
+            finally:
+                self._unlock()
+            if slot < 0:
+                return None
+            owned = True  # the slot is ours (writing) until committed or aborted
+            try:
+                if nbytes:
+                    off = slot * self._frame_bytes
+                    self._view[off:off + nbytes] = src  # lock not held: we own the slot
+                self._lock()
+                try:
+                    if self._shutdown:
+                        raise ShutDown
+                    seq = self._next_seq
+                    self._next_seq = seq + 1
+                    self._seqs[slot] = seq
+                    self._nbytes[slot] = nbytes
+                    self._stamps[slot] = _monotonic_ns()
+                    self._state[slot] = _QUEUED
+                    queued = self._queued
+                    queued.append(slot)
+                    owned = False
+                    self._puts += 1
+                    if len(queued) > self._high_water:
+                        self._high_water = len(queued)
+                    if self._getters_waiting:
+                        self._not_empty.notify()
+                finally:
+                    if owned:
+                        owned = False
+                        self._abort_write(slot)
+                    self._unlock()
+            except BaseException:
+                if owned:  # interrupted before the commit section was entered
+                    self._lock()
+                    try:
+                        self._abort_write(slot)
+                    finally:
+                        self._unlock()
+                raise
+            return seq
+        finally:
+            src.release()
+
+    def put_nowait(self, buffer: Any) -> int | None:
+        """Equivalent to ``put(buffer, False)``."""
+        return self.put(buffer, False)
+
+    # ---- consumers ---------------------------------------------------------------------
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Frame:
+        """Remove the oldest frame and return it as a held, read-only Frame."""
+        block = bool(block)
+        deadline = _deadline(block, timeout)
+        frame = _new_frame()  # allocated outside the lock; bound under it
+        self._lock()
+        try:
+            self._await_queued(block, deadline)
+            slot = self._queued.popleft()
+            self._state[slot] = _HELD
+            self._held += 1
+            self._gets += 1
+            frame._seq = self._seqs[slot]
+            frame._timestamp_ns = self._stamps[slot]
+            frame._nbytes = self._nbytes[slot]
+            frame._slot = slot
+            frame._ring = self  # from here on, frame.__del__ frees the slot
+        finally:
+            self._unlock()
+        return frame
+
+    def get_nowait(self) -> Frame:
+        """Equivalent to ``get(False)``."""
+        return self.get(False)
+
+    def get_into(
+        self, buffer: Any, block: bool = True, timeout: float | None = None
+    ) -> tuple[int, int]:
+        """Copy the oldest frame into the writable ``buffer``; return (nbytes, seq).
+
+        If the oldest frame does not fit, ValueError is raised and nothing changes.
+        """
+        block = bool(block)
+        dst = _byte_view(buffer, True)
+        try:
+            size = dst.nbytes
+            deadline = _deadline(block, timeout)
+            self._lock()
+            try:
+                self._await_queued(block, deadline)
+                slot = self._queued[0]
+                nbytes = self._nbytes[slot]
+                if nbytes > size:
+                    raise _common.buffer_too_small(nbytes, size)
+                self._queued.popleft()
+                self._state[slot] = _HELD
+                self._held += 1
+                self._gets += 1
+                seq = self._seqs[slot]
+            finally:
+                self._unlock()
+            try:
+                if nbytes:
+                    off = slot * self._frame_bytes
+                    dst[:nbytes] = self._view[off:off + nbytes]  # lock not held: slot is ours
+            finally:
+                self._lock()
+                try:
+                    self._free_held(slot)
+                finally:
+                    self._unlock()
+            return nbytes, seq
+        finally:
+            dst.release()
+
+    # ---- state ---------------------------------------------------------------------------
+
+    def qsize(self) -> int:
+        """Return the number of queued frames."""
+        return len(self._queued)
+
+    __len__ = qsize
+
+    def empty(self) -> bool:
+        """Return True if no frame is queued."""
+        return not self._queued
+
+    def full(self) -> bool:
+        """Return True if no slot is free."""
+        self._lock()
+        try:
+            return not self._free
+        finally:
+            self._unlock()
+
+    def clear(self) -> int:
+        """Drop every queued frame (counted as cleared); return how many.
+        Held frames stay valid."""
+        self._lock()
+        try:
+            n = self._drop_queued()
+            self._cleared += n
+            return n
+        finally:
+            self._unlock()
+
+    def shutdown(self, immediate: bool = False) -> None:
+        """Shut down: puts raise ShutDown, gets drain then raise ShutDown.
+        ``immediate`` also drops the queued frames (counted as cleared);
+        held frames stay valid until released."""
+        immediate = bool(immediate)
+        self._lock()
+        try:
+            mode = _SHUT_IMMEDIATE if immediate else _SHUT_GRACEFUL
+            if self._shutdown < mode:
+                self._shutdown = mode
+            if immediate:
+                self._cleared += self._drop_queued()
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+        finally:
+            self._unlock()
+
+    def stats(self) -> dict[str, int]:
+        """Return a consistent snapshot of the counters (see STATS_KEYS)."""
+        self._lock()
+        try:
+            return {
+                "puts": self._puts,
+                "gets": self._gets,
+                "dropped": self._dropped,
+                "cleared": self._cleared,
+                "underruns": self._underruns,
+                "high_water": self._high_water,
+                "size": len(self._queued),
+                "held": self._held,
+                "free": len(self._free),
+                "slots": self._slots,
+                "frame_bytes": self._frame_bytes,
+            }
+        finally:
+            self._unlock()
+
+    @property
+    def slots(self) -> int:
+        """Number of frame slots."""
+        return self._slots
+
+    @property
+    def frame_bytes(self) -> int:
+        """Capacity of one slot in bytes."""
+        return self._frame_bytes
+
+    @property
+    def overflow(self) -> str:
+        """The overflow policy: "block", "drop_oldest" or "drop_newest"."""
+        return self._overflow
+
+    @property
+    def is_shutdown(self) -> bool:
+        """True once shutdown() was called."""
+        return self._shutdown != _RUNNING
+
+    def __repr__(self) -> str:
+        self._lock()
+        try:
+            size, held, dropped, shut = len(self._queued), self._held, self._dropped, self._shutdown
+        finally:
+            self._unlock()
+        return _common.ring_repr(
+            self._slots, self._frame_bytes, self._overflow, size, held, dropped, bool(shut)
+        )
+
+    def __reduce__(self) -> Any:
+        raise pickle_error("FrameRing")
