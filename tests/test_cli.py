@@ -19,6 +19,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run the CLI where the *imported* bufmgr lives (site-packages after
+# `pip install .`): from the checkout, `python -m` would put the uncompiled
+# source tree first on sys.path.
+import bufmgr  # noqa: E402
+
+PKG_PARENT = Path(bufmgr.__file__).resolve().parent.parent
 NO_EXTENSIONS = os.environ.get("BUFMGR_NO_EXTENSIONS", "") not in ("", "0")
 HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
 RUN_TIMEOUT_S = 120
@@ -43,7 +49,7 @@ def run_cli(*args: str, env: dict | None = None, code: str | None = None) -> sub
     cmd = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "bufmgr", *args]
     return subprocess.run(
         cmd,
-        cwd=ROOT,
+        cwd=PKG_PARENT,
         env=full_env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -428,7 +434,7 @@ def test_demo_ctrl_c_stops_early_and_still_accounts(tmp_path):
     out = tmp_path / "demo.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "bufmgr", "demo", "--duration", "60", "--json", str(out)],
-        cwd=ROOT,
+        cwd=PKG_PARENT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -685,6 +685,7 @@ def test_cyclic_garbage_finalizer_reentering_the_queue(FrameQueue, request):
         proc = subprocess.run(
             [sys.executable, "-c", _CYCLIC_GARBAGE_SCRIPT, FrameQueue.__module__],
             env=env, capture_output=True, text=True, timeout=6,
+            cwd=root,  # not the checkout: `-c` puts the cwd first on sys.path
         )
     except subprocess.TimeoutExpired:
         pytest.fail("deadlock: a finalizer re-entered the queue while its lock was held")
