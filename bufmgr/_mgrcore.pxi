@@ -14,7 +14,9 @@ from cpython.ref cimport PyObject
 cdef class ManagerCore:
     # set by BufferManager._bind(); public so the Python subclass can assign them
     cdef public object _shutdown_check
-    cdef public dict _put_fast   # component -> (queue.put, report or None), drop_oldest only
+    cdef public dict _put_fast   # component -> (queue.put, report or None), drop_oldest FrameQueues only
+    cdef public dict _ring_put   # component -> (ring.put_nowait, report or None, refusal counter),
+                                 # drop_oldest/drop_newest FrameRings; looked up on a _put_fast miss only
     cdef public dict _get_fast   # component -> (queue.get_nowait, report or None, record)
 
     def put_buffer(self, component, data, timeout=0.5):
@@ -32,7 +34,9 @@ cdef class ManagerCore:
         if type(component) is not str or self._put_fast is None:
             return self._put_slow(component, data, timeout)
         entry = PyDict_GetItem(self._put_fast, component)   # borrowed; str keys cannot raise
-        if entry is NULL or type(data) is not bytes or type(timeout) is not float:
+        if entry is NULL:
+            return self._put_ring(component, data, timeout)
+        if type(data) is not bytes or type(timeout) is not float:
             return self._put_slow(component, data, timeout)
         if not (<double>timeout >= 0.0):                      # negative or NaN
             return self._put_slow(component, data, timeout)
@@ -44,6 +48,35 @@ cdef class ManagerCore:
             return False
         except Exception as e:
             self._failed("put_buffer", component, e, False)
+            return False
+        if report is not None:
+            report()
+        return True
+
+    cdef object _put_ring(self, str component, object data, object timeout):
+        """put_buffer for a drop_oldest/drop_newest FrameRing component with a
+        non-negative float timeout (bufmgr.manager._PyCore._put_ring)."""
+        cdef PyObject *entry = NULL
+        if self._ring_put is not None:
+            entry = PyDict_GetItem(self._ring_put, component)
+        if entry is NULL or type(timeout) is not float:
+            return self._put_slow(component, data, timeout)
+        if not (<double>timeout >= 0.0):
+            return self._put_slow(component, data, timeout)
+        put, report, refused = <tuple>entry
+        try:
+            seq = put(data)  # put_nowait: copies into a slot; drop policies never wait
+        except ShutDown:
+            self._count("refused_puts")
+            return False
+        except (TypeError, ValueError) as e:  # not bytes-like, not contiguous, > frame_bytes
+            self._failed("put_buffer", component, e, True)
+            return False
+        except Exception as e:
+            self._failed("put_buffer", component, e, False)
+            return False
+        if seq is None:  # refused by the policy (counted as dropped by the ring)
+            self._count(refused)
             return False
         if report is not None:
             report()

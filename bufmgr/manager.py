@@ -38,7 +38,21 @@ component whose name ends in ``_left``/``_right`` (or whose spec names a
 puts only (as the replaced manager did).
 
 Data must be bytes-like: bytes, bytearray, memoryview or any object with the
-buffer protocol (array.array, numpy arrays); frames are queued, not copied.
+buffer protocol (array.array, numpy arrays).
+
+Two kinds of component (chosen per component by its queue spec):
+
+* FrameQueue (the default): frames are queued by reference, never copied.
+  Zero copy, but the producer hands the object over: it must not mutate a
+  bytearray/array after queueing it. Best for immutable ``bytes``.
+* FrameRing (``frame_bytes`` in the spec, e.g. ``{"maxsize": 64,
+  "frame_bytes": 4096}``): ``maxsize`` preallocated slots of ``frame_bytes``
+  bytes. put_buffer copies the data into a slot (the compiled ring copies
+  frames of 64 KiB or more with the GIL released), so the producer may reuse
+  or refill its buffer at once (driver buffers, numpy views); memory stays
+  fixed. Data must be C-contiguous and at most ``frame_bytes`` long (else
+  False, logged as bad input). get_buffer still returns ``bytes`` (one copy
+  out); get_frame returns the zero-copy :class:`bufmgr.Frame` instead.
 
 The two hot paths live in a base class: the pure-Python ``_PyCore`` below, or
 the compiled ``bufmgr._ring.ManagerCore`` (bufmgr/_mgrcore.pxi) when that extension is built
@@ -101,6 +115,50 @@ def _is_bytes_like(data: object) -> bool:
         return False
 
 
+def _default_ring_factory(slots: int, frame_bytes: int, overflow: str) -> Any:
+    from . import FrameRing  # the compiled class when built, else the twin
+
+    return FrameRing(slots, frame_bytes, overflow)
+
+
+def _ring_factory_for(queue_factory: Any) -> Callable[[int, int, str], Any]:
+    """The FrameRing of the same implementation as ``queue_factory`` when it is
+    one of the package's FrameQueue classes; else the package's FrameRing."""
+    module = getattr(queue_factory, "__module__", None)
+    if queue_factory is not None and getattr(queue_factory, "__name__", None) == "FrameQueue":
+        if module == "bufmgr._pyqueue":
+            from ._pyframering import FrameRing as pure
+
+            return pure
+        if module == "bufmgr._ring":
+            from ._ring import FrameRing as compiled
+
+            return compiled
+    return _default_ring_factory
+
+
+def _ring_readers(ring: Any) -> tuple:
+    """-> (get(block, timeout), get_nowait()) returning ``bytes``: one copy out
+    of the slot, which goes back to the ring at once."""
+    ring_get, ring_get_nowait = ring.get, ring.get_nowait
+
+    def get(block: bool = True, timeout: Optional[float] = None) -> bytes:
+        frame = ring_get(block, timeout)
+        try:
+            return bytes(frame)
+        finally:
+            frame.release()
+
+    def get_nowait() -> bytes:
+        frame = ring_get_nowait()
+        try:
+            return bytes(frame)
+        finally:
+            frame.release()
+
+    return get, get_nowait
+
+
 # ---------------------------------------------------------------------------
 # configuration
 
@@ -148,17 +206,24 @@ _CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(BufferConfig))
 
 class _Component:
     __slots__ = (
-        "name", "queue", "policy", "put", "get", "get_nowait", "group", "field",
+        "name", "queue", "policy", "ring", "put", "get", "get_nowait", "group", "field",
         "report", "flush",
     )
 
-    def __init__(self, name: str, queue: Any, policy: int, group: Optional[str], field: str):
+    def __init__(
+        self, name: str, queue: Any, policy: int, group: Optional[str], field: str,
+        ring: bool = False,
+    ):
         self.name = name
-        self.queue = queue
+        self.queue = queue  # a FrameQueue, or a FrameRing when ``ring``
         self.policy = policy
-        self.put = queue.put
-        self.get = queue.get
-        self.get_nowait = queue.get_nowait
+        self.ring = ring
+        self.put = queue.put  # ring: returns the seq, None when refused
+        if ring:  # get/get_nowait return bytes copied out of the slot
+            self.get, self.get_nowait = _ring_readers(queue)
+        else:
+            self.get = queue.get
+            self.get_nowait = queue.get_nowait
         self.group = group
         self.field = field
         # report(): after each put/get (None without a coordinator.update_state);
@@ -271,15 +336,16 @@ def _make_reporters(
 
 
 def _parse_spec(component: str, spec: Any) -> tuple:
-    """component spec -> (maxsize, overflow, group or None or ...)."""
+    """component spec -> (maxsize, overflow, group or None or ..., frame_bytes or None)."""
     group: Any = ...  # "derive from the name"
     overflow = "drop_oldest"
+    frame_bytes = None  # None: a FrameQueue component
     if isinstance(spec, bool):
         raise TypeError(f"queue spec for {component!r}: maxsize must be an int, not 'bool'")
     if isinstance(spec, int):
         maxsize = spec
     elif isinstance(spec, Mapping):
-        unknown = set(spec) - {"maxsize", "overflow", "policy", "group"}
+        unknown = set(spec) - {"maxsize", "overflow", "policy", "group", "frame_bytes"}
         if unknown:
             raise TypeError(f"queue spec for {component!r}: unknown keys {sorted(unknown)}")
         if "overflow" in spec and "policy" in spec:
@@ -292,6 +358,7 @@ def _parse_spec(component: str, spec: Any) -> tuple:
             group = spec["group"]
             if group is not None and (not isinstance(group, str) or not group):
                 raise TypeError(f"queue spec for {component!r}: group must be a non-empty str or None")
+        frame_bytes = spec.get("frame_bytes")
     elif isinstance(spec, tuple) and len(spec) == 2:
         maxsize, overflow = spec
     else:
@@ -306,7 +373,20 @@ def _parse_spec(component: str, spec: Any) -> tuple:
             f"queue spec for {component!r}: overflow must be one of "
             f"'block', 'drop_oldest', 'drop_newest', not {overflow!r}"
         )
-    return maxsize, overflow, group
+    if frame_bytes is not None:
+        if isinstance(frame_bytes, bool) or not isinstance(frame_bytes, int):
+            raise TypeError(
+                f"queue spec for {component!r}: frame_bytes must be an int, "
+                f"not {type(frame_bytes).__name__!r}"
+            )
+        if frame_bytes <= 0:
+            raise ValueError(f"queue spec for {component!r}: frame_bytes must be > 0, got {frame_bytes}")
+        if maxsize <= 0:
+            raise ValueError(
+                f"queue spec for {component!r}: a FrameRing component (frame_bytes given) "
+                f"needs maxsize > 0 (its number of slots), got {maxsize}"
+            )
+    return maxsize, overflow, group, frame_bytes
 
 
 def _group_of(component: str, group: Any) -> tuple:
@@ -335,8 +415,13 @@ class _PyCore:
     handle is delegated to the same Python methods of BufferManager
     (``_put_slow``, ``_get_slow``, ``_get_wait``, ``_failed``, ``_count``), so
     the behaviour cannot differ. State it reads: ``_shutdown_check``,
-    ``_put_fast`` (component -> (queue.put, report) for drop_oldest queues) and
-    ``_get_fast`` (component -> (queue.get_nowait, report, component record)).
+    ``_put_fast`` (component -> (queue.put, report) for drop_oldest FrameQueue
+    components), ``_ring_put`` (component -> (ring.put_nowait, report, name of
+    the counter a refusal bumps) for drop_oldest/drop_newest FrameRing
+    components; looked up only when ``_put_fast`` misses, so the FrameQueue
+    fast path does not pay for rings) and ``_get_fast`` (component ->
+    (get_nowait, report, component record); for a ring, get_nowait returns
+    the frame copied into ``bytes``).
     """
 
     __slots__ = ()
@@ -353,8 +438,16 @@ class _PyCore:
         coordinator's handle_error; the queues are left untouched.
 
         bytes-like: bytes, bytearray, memoryview or any other object with the
-        buffer protocol (array.array, numpy arrays). Frames are not copied:
-        do not mutate a bytearray/array after queueing it.
+        buffer protocol (array.array, numpy arrays).
+
+        FrameQueue component: frames are not copied, do not mutate a
+        bytearray/array after queueing it. FrameRing component (``frame_bytes``
+        in its spec): the data is copied into a preallocated slot, so the
+        caller may reuse its buffer as soon as this returns; data larger than
+        ``frame_bytes`` or not C-contiguous is bad input (False, logged, handed
+        to handle_error). A ring also returns False when ``drop_oldest`` finds
+        every slot held by consumers or being written (counted as
+        ``refused_underrun``; the ring counts an underrun).
         """
         check = self._shutdown_check
         if check is not None:
@@ -366,9 +459,9 @@ class _PyCore:
                 self._failed("put_buffer", component, e, False)
                 return False
         try:
-            put, report = self._put_fast[component]  # drop_oldest components only
-        except (KeyError, TypeError):  # other policies; unknown / unhashable component
-            return self._put_slow(component, data, timeout)
+            put, report = self._put_fast[component]  # drop_oldest FrameQueues only
+        except (KeyError, TypeError):  # rings, other policies; unknown / unhashable component
+            return self._put_ring(component, data, timeout)
         if data.__class__ is not bytes or timeout.__class__ is not float or not timeout >= 0.0:
             return self._put_slow(component, data, timeout)
         try:
@@ -383,6 +476,33 @@ class _PyCore:
             report()  # never raises: failures go to the log and handle_error
         return True
 
+    def _put_ring(self, component: Any, data: Any, timeout: Any) -> bool:
+        """put_buffer for a drop_oldest/drop_newest FrameRing component with a
+        non-negative float timeout; everything else goes to _put_slow."""
+        try:
+            put, report, refused = self._ring_put[component]
+        except (KeyError, TypeError):
+            return self._put_slow(component, data, timeout)
+        if timeout.__class__ is not float or not timeout >= 0.0:
+            return self._put_slow(component, data, timeout)
+        try:
+            seq = put(data)  # put_nowait: copies into a slot; drop policies never wait
+        except ShutDown:
+            self._count("refused_puts")
+            return False
+        except (TypeError, ValueError) as e:  # not bytes-like, not contiguous, > frame_bytes
+            self._failed("put_buffer", component, e, True)
+            return False
+        except Exception as e:
+            self._failed("put_buffer", component, e, False)
+            return False
+        if seq is None:  # refused by the policy (counted as dropped by the ring)
+            self._count(refused)
+            return False
+        if report is not None:
+            report()
+        return True
+
     def get_buffer(self, component: str, timeout: Optional[float] = 1.0) -> Optional[Any]:
         """Take the oldest frame, waiting up to ``timeout`` seconds (None:
         forever); None if nothing arrives in time.
@@ -391,6 +511,10 @@ class _PyCore:
         queued and return None at once when the queue is empty; after
         cleanup() they return None. Bad input (unknown component, bad
         timeout) -> None, logged, handed to handle_error, nothing taken.
+
+        A FrameRing component returns the frame as a new ``bytes`` (one copy;
+        the slot is free again when this returns); see get_frame for the
+        zero-copy alternative.
         """
         try:
             get, report, comp = self._get_fast[component]
@@ -440,8 +564,14 @@ class BufferManager(_Core):
     queues:
         component -> spec, where spec is a maxsize int (``drop_oldest``), a
         ``(maxsize, overflow)`` tuple, or a mapping with ``maxsize`` and
-        optional ``overflow``/``policy`` and ``group`` (None: no group).
-        Default: :data:`DEFAULT_QUEUES`.
+        optional ``overflow``/``policy``, ``group`` (None: no group) and
+        ``frame_bytes``. Default: :data:`DEFAULT_QUEUES`.
+
+        ``frame_bytes`` (an int > 0) backs the component with a FrameRing of
+        ``maxsize`` slots (> 0 required) of ``frame_bytes`` bytes each,
+        allocated once: put_buffer copies into a slot, so producers may reuse
+        their buffers. Without it (or None) the component is a FrameQueue that
+        queues the objects themselves (no copy; ``maxsize`` 0 = unbounded).
     report_interval:
         None (or 0): report sizes to the coordinator on every put/get (the
         replaced manager reported on every put). A number of seconds: at most
@@ -458,6 +588,12 @@ class BufferManager(_Core):
     queue_factory:
         ``factory(maxsize, overflow) -> FrameQueue``-like object (default: the
         package's FrameQueue, compiled when built).
+    ring_factory:
+        ``factory(slots, frame_bytes, overflow) -> FrameRing``-like object for
+        the components with ``frame_bytes``. Default: the FrameRing of the same
+        implementation as ``queue_factory`` when that is one of the package's
+        FrameQueue classes (compiled or pure), else the package's FrameRing
+        (compiled when built).
     """
 
     def __init__(
@@ -470,6 +606,7 @@ class BufferManager(_Core):
         field_style: str = "component",
         report_gets: bool = True,
         queue_factory: Optional[Callable[[int, str], Any]] = None,
+        ring_factory: Optional[Callable[[int, int, str], Any]] = None,
     ) -> None:
         if config is None:
             config = BufferConfig()
@@ -488,6 +625,7 @@ class BufferManager(_Core):
         if not isinstance(queues, Mapping) or not queues:
             raise TypeError("queues must be a non-empty mapping of component -> spec")
         factory = queue_factory if queue_factory is not None else _default_queue_factory
+        make_ring = ring_factory if ring_factory is not None else _ring_factory_for(queue_factory)
 
         self._config = dataclasses.replace(config)
         self._config_lock = threading.Lock()
@@ -497,21 +635,29 @@ class BufferManager(_Core):
         self._closed = False
         self._admin_lock = threading.Lock()
         self._counter_lock = threading.Lock()
-        self._counters = {"errors": 0, "put_timeouts": 0, "refused_puts": 0, "refused_newest": 0}
+        self._counters = {
+            "errors": 0, "put_timeouts": 0, "refused_puts": 0, "refused_newest": 0,
+            "refused_underrun": 0,
+        }
 
         components: Dict[str, _Component] = {}
         groups: Dict[Optional[str], list] = {}
         for name, spec in queues.items():
             if not isinstance(name, str) or not name:
                 raise TypeError(f"component names must be non-empty str, not {name!r}")
-            maxsize, overflow, group_spec = _parse_spec(name, spec)
+            maxsize, overflow, group_spec, frame_bytes = _parse_spec(name, spec)
             group, channel = _group_of(name, group_spec)
             if group is not None and field_style == "legacy":
                 field = f"{group}_queue_size_{channel}"
             else:
                 field = f"{name}_queue_size"
-            q = factory(maxsize, overflow)
-            components[name] = _Component(name, q, _POLICY_CODES[overflow], group, field)
+            if frame_bytes is None:
+                q = factory(maxsize, overflow)
+            else:
+                q = make_ring(maxsize, frame_bytes, overflow)
+            components[name] = _Component(
+                name, q, _POLICY_CODES[overflow], group, field, ring=frame_bytes is not None,
+            )
             groups.setdefault(group, []).append(components[name])
         totals = {f"{g}_queue_size" for g in groups if g is not None}
         clash = totals & {c.field for c in components.values()}
@@ -563,7 +709,15 @@ class BufferManager(_Core):
             self._put_fast = {
                 name: (c.put, c.report)
                 for name, c in self._components.items()
-                if c.policy == _DROP_OLDEST
+                if c.policy == _DROP_OLDEST and not c.ring
+            }
+            self._ring_put = {
+                name: (
+                    c.queue.put_nowait, c.report,
+                    "refused_newest" if c.policy == _DROP_NEWEST else "refused_underrun",
+                )
+                for name, c in self._components.items()
+                if c.ring and c.policy != _BLOCK
             }
             self._get_fast = {
                 name: (c.get_nowait, c.report if self._report_gets else None, c)
@@ -636,8 +790,8 @@ class BufferManager(_Core):
         self._notify_error(error)
 
     def _put_slow(self, component: Any, data: Any, timeout: Any) -> bool:
-        """Everything put_buffer's fast path did not handle: input errors,
-        the block/drop_newest policies, int or None timeouts."""
+        """Everything put_buffer's fast paths did not handle: input errors,
+        the block/drop_newest policies (block for rings), int or None timeouts."""
         try:
             comp = self._components.get(component)
         except TypeError:  # unhashable
@@ -659,6 +813,8 @@ class BufferManager(_Core):
         except (TypeError, ValueError) as e:
             self._failed("put_buffer", component, e, True)
             return False
+        if comp.ring:
+            return self._put_ring_slow(comp, data, seconds)
         try:
             if comp.policy == _BLOCK:
                 comp.put(data, True, seconds)
@@ -676,6 +832,34 @@ class BufferManager(_Core):
             return False
         except Exception as e:
             self._failed("put_buffer", component, e, False)
+            return False
+        report = comp.report
+        if report is not None:
+            report()
+        return True
+
+    def _put_ring_slow(self, comp: _Component, data: Any, seconds: Optional[float]) -> bool:
+        """_put_slow for a FrameRing component (input and timeout checked)."""
+        try:
+            if comp.policy == _BLOCK:
+                seq = comp.put(data, True, seconds)
+            else:
+                seq = comp.put(data, False)  # drop policies never wait
+        except ShutDown:
+            self._count("refused_puts")
+            return False
+        except Full:
+            self._count("put_timeouts")
+            logger.warning("Buffer put timeout for %s", comp.name)
+            return False
+        except (TypeError, ValueError) as e:  # not contiguous, larger than frame_bytes
+            self._failed("put_buffer", comp.name, e, True)
+            return False
+        except Exception as e:
+            self._failed("put_buffer", comp.name, e, False)
+            return False
+        if seq is None:  # a ring returns the seq; None: refused (counted as dropped)
+            self._count("refused_newest" if comp.policy == _DROP_NEWEST else "refused_underrun")
             return False
         report = comp.report
         if report is not None:
@@ -708,14 +892,17 @@ class BufferManager(_Core):
             report()
         return item
 
-    def _get_wait(self, comp: _Component, timeout: Optional[float]) -> Optional[Any]:
+    def _get_wait(
+        self, comp: _Component, timeout: Optional[float], get: Optional[Callable[..., Any]] = None,
+    ) -> Optional[Any]:
         """get_buffer when nothing is queued: None at once if the coordinator
-        asked for shutdown (no more puts will come), else wait."""
+        asked for shutdown (no more puts will come), else wait (with ``get``,
+        default ``comp.get``)."""
         try:
             check = self._shutdown_check
             if check is not None and check():
                 return None
-            item = comp.get(True, timeout)
+            item = (comp.get if get is None else get)(True, timeout)
         except (Empty, ShutDown):
             return None
         except Exception as e:
@@ -727,6 +914,49 @@ class BufferManager(_Core):
                 report()
         return item
 
+    def get_frame(self, component: str, timeout: Optional[float] = 1.0) -> Optional[Any]:
+        """Zero-copy get for a FrameRing component: the oldest frame as a
+        read-only :class:`bufmgr.Frame` (buffer protocol, ``bytes(frame)``,
+        ``.seq``, ``.timestamp_ns``, ``.nbytes``), or None like get_buffer.
+
+        The frame holds its slot until it is released: use it as a context
+        manager (``with m.get_frame(c) as f: ...``) or call ``f.release()``.
+        While consumers hold every slot, ``drop_oldest`` puts are refused
+        (underruns). A FrameQueue component is bad input (None, logged,
+        handed to handle_error).
+        """
+        try:
+            comp = self._components.get(component)
+        except TypeError:  # unhashable
+            comp = None
+        if comp is None or not comp.ring:
+            if comp is None:
+                error: Exception = ValueError(f"Invalid component: {component}")
+            else:
+                error = TypeError(f"component {component!r} is not backed by a FrameRing")
+            self._failed("get_frame", component, error, True)
+            return None
+        try:
+            timeout = check_timeout(timeout)
+        except (TypeError, ValueError) as e:
+            self._failed("get_frame", component, e, True)
+            return None
+        ring = comp.queue
+        try:
+            frame = ring.get_nowait()
+        except Empty:
+            return self._get_wait(comp, timeout, ring.get)
+        except ShutDown:
+            return None
+        except Exception as e:
+            self._failed("get_frame", component, e, False)
+            return None
+        if self._report_gets:
+            report = comp.report
+            if report is not None:
+                report()
+        return frame
+
     # ---- inspection ----------------------------------------------------------
 
     @property
@@ -735,7 +965,7 @@ class BufferManager(_Core):
         return tuple(self._components)
 
     def get_queue(self, component: str) -> Any:
-        """The FrameQueue behind ``component`` (KeyError if unknown)."""
+        """The FrameQueue (or FrameRing) behind ``component`` (KeyError if unknown)."""
         return self._components[component].queue
 
     def get_usage(self) -> Dict[str, int]:
@@ -747,15 +977,24 @@ class BufferManager(_Core):
 
         ``components[name]``: size, maxsize, puts, gets, dropped, cleared,
         high_water, waits (the FrameQueue's stats) plus overflow and group.
+        A FrameRing component has the ring's stats instead (no waits): puts,
+        gets, dropped, cleared, underruns, high_water, size, held, free,
+        slots, frame_bytes, plus maxsize (= slots), overflow and group.
         Per component ``puts == gets + dropped + cleared + size`` at a quiet
-        moment. ``totals`` sums the counters. ``manager``: errors (bad input,
-        coordinator failures), put_timeouts, refused_puts (shutdown/cleanup),
-        refused_newest (drop_newest refusals).
+        moment. ``totals`` sums the counters (underruns and held: rings only).
+        ``manager``: errors (bad input, coordinator failures), put_timeouts,
+        refused_puts (shutdown/cleanup), refused_newest (drop_newest
+        refusals), refused_underrun (a drop_oldest ring with every slot held
+        or being written).
         """
         comps: Dict[str, Dict[str, Any]] = {}
-        totals = dict.fromkeys(("size", "maxsize", "puts", "gets", "dropped", "cleared", "waits"), 0)
+        totals = dict.fromkeys(
+            ("size", "maxsize", "puts", "gets", "dropped", "cleared", "waits", "underruns", "held"), 0
+        )
         for name, c in self._components.items():
             st = dict(c.queue.stats())
+            if c.ring:
+                st["maxsize"] = st["slots"]
             for key in totals:
                 totals[key] += st.get(key, 0)
             st["overflow"] = c.queue.overflow
