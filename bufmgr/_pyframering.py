@@ -405,12 +405,24 @@ class FrameRing:
 
     # ---- Frame support (called by Frame, lock NOT held) -------------------------------
 
-    def _export(self, frame: Frame, delta: int) -> None:
-        """One more (+1) / one fewer (-1) buffer exported from ``frame``."""
-        mutex = self._mutex
-        mutex.acquire()
+    def _enter_frame_op(self) -> bool:
+        """Lock for a Frame call, which may be a finalizer run inside one of
+        this thread's critical sections: return True in that case (slots it
+        frees are then parked in ``_pending``). Pair with _exit_frame_op."""
+        self._mutex.acquire()
         reentrant = self._busy
         self._busy = True
+        return reentrant
+
+    def _exit_frame_op(self, reentrant: bool) -> None:
+        if not reentrant and self._pending:
+            self._flush_pending()
+        self._busy = reentrant
+        self._mutex.release()
+
+    def _export(self, frame: Frame, delta: int) -> None:
+        """One more (+1) / one fewer (-1) buffer exported from ``frame``."""
+        reentrant = self._enter_frame_op()
         try:
             if delta > 0:
                 if frame._released or frame._slot < 0:
@@ -420,10 +432,7 @@ class FrameRing:
                 frame._exports -= 1
                 self._maybe_free(frame, reentrant)
         finally:
-            if not reentrant and self._pending:
-                self._flush_pending()
-            self._busy = reentrant
-            mutex.release()
+            self._exit_frame_op(reentrant)
 
     def _pin(self, frame: Frame) -> None:
         """__array_interface__ handed out a raw address: keep the slot until GC."""
@@ -437,10 +446,7 @@ class FrameRing:
             mutex.release()
 
     def _release_frame(self, frame: Frame, dying: bool = False) -> None:
-        mutex = self._mutex
-        mutex.acquire()
-        reentrant = self._busy
-        self._busy = True
+        reentrant = self._enter_frame_op()
         try:
             frame._released = True
             if dying:  # nothing can reference a dying frame: no export, no array
@@ -448,10 +454,7 @@ class FrameRing:
                 frame._pinned = False
             self._maybe_free(frame, reentrant)
         finally:
-            if not reentrant and self._pending:
-                self._flush_pending()
-            self._busy = reentrant
-            mutex.release()
+            self._exit_frame_op(reentrant)
 
     def _maybe_free(self, frame: Frame, reentrant: bool) -> None:
         slot = frame._slot

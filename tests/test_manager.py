@@ -18,39 +18,12 @@ import threading
 import time
 
 import pytest
+from manager_helpers import DEADLINE_S, MANAGER_LOGGER, Recorder, run_producers_consumers
 
 import bufmgr
 from bufmgr import BufferConfig, BufferManager, StateCoordinator
 from bufmgr import manager as manager_mod
 from bufmgr.baseline import BaselineBufferManager, MonitoringCoordinator
-
-#: Liveness bound for joins and waits (never a timing assertion).
-DEADLINE_S = 30.0
-
-MANAGER_LOGGER = "bufmgr.manager"
-
-
-class Recorder:
-    """A duck-typed coordinator recording every call (thread-safe)."""
-
-    def __init__(self, shutdown=False):
-        self.lock = threading.Lock()
-        self.updates = []
-        self.errors = []
-        self.state = {}
-        self.shutdown = shutdown
-
-    def update_state(self, **fields):
-        with self.lock:
-            self.updates.append(fields)
-            self.state.update(fields)
-
-    def handle_error(self, error, component):
-        with self.lock:
-            self.errors.append((error, component))
-
-    def is_shutdown_requested(self):
-        return self.shutdown
 
 
 @pytest.fixture
@@ -148,7 +121,6 @@ def test_two_producers_two_consumers_lose_nothing(make, caplog):
     go = threading.Barrier(producers + consumers)
     put_ok = [0] * producers
     got = [0] * consumers
-    failures = []
 
     def produce(i):
         go.wait(DEADLINE_S)
@@ -171,22 +143,7 @@ def test_two_producers_two_consumers_lose_nothing(make, caplog):
                 break
         got[i] = n
 
-    threads = [threading.Thread(target=produce, args=(i,)) for i in range(producers)]
-    threads += [threading.Thread(target=consume, args=(i,)) for i in range(consumers)]
-    old_interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)  # switch threads often: maximise interleavings
-    try:
-        for t in threads:
-            t.start()
-        for t in threads[:producers]:
-            t.join(DEADLINE_S * 4)
-        done.set()
-        for t in threads:
-            t.join(DEADLINE_S)
-            if t.is_alive():
-                failures.append(t.name)
-    finally:
-        sys.setswitchinterval(old_interval)
+    failures = run_producers_consumers(produce, consume, producers, consumers, done)
     assert not failures
     assert sum(put_ok) == total  # every put queued its frame
     assert errors_logged(caplog) == []

@@ -18,12 +18,12 @@ import array
 import inspect
 import logging
 import math
-import sys
 import threading
 import time
 
 import pytest
 from framering_fixtures import thread_at, wait_stable
+from manager_helpers import DEADLINE_S, MANAGER_LOGGER, Recorder, run_producers_consumers
 
 import bufmgr
 from bufmgr import BufferManager, StateCoordinator
@@ -34,34 +34,9 @@ try:
 except ImportError:  # pragma: no cover - numpy is optional
     np = None
 
-DEADLINE_S = 30.0
-MANAGER_LOGGER = "bufmgr.manager"
 NO_EXTENSIONS = manager_mod.os.environ.get("BUFMGR_NO_EXTENSIONS", "") not in ("", "0")
 
 RING = {"maxsize": 4, "frame_bytes": 64}
-
-
-class Recorder:
-    """A duck-typed coordinator recording every call (thread-safe)."""
-
-    def __init__(self, shutdown=False):
-        self.lock = threading.Lock()
-        self.updates = []
-        self.errors = []
-        self.state = {}
-        self.shutdown = shutdown
-
-    def update_state(self, **fields):
-        with self.lock:
-            self.updates.append(fields)
-            self.state.update(fields)
-
-    def handle_error(self, error, component):
-        with self.lock:
-            self.errors.append((error, component))
-
-    def is_shutdown_requested(self):
-        return self.shutdown
 
 
 if issubclass(BufferManager, manager_mod._PyCore):  # no extension (BUFMGR_NO_EXTENSIONS=1)
@@ -561,7 +536,6 @@ def test_two_producers_two_consumers_on_a_ring(stack, caplog):
     go = threading.Barrier(producers + consumers)
     put_ok = [0] * producers
     got = [[] for _ in range(consumers)]
-    failures = []
 
     def frame(i, k):
         return b"%d-%06d-" % (i, k) * 4  # 40 bytes; a torn frame would not repeat
@@ -588,22 +562,7 @@ def test_two_producers_two_consumers_on_a_ring(stack, caplog):
             elif done.is_set() and m.get_usage()["capture_left"] == 0:
                 break
 
-    threads = [threading.Thread(target=produce, args=(i,)) for i in range(producers)]
-    threads += [threading.Thread(target=consume, args=(i,)) for i in range(consumers)]
-    old_interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        for t in threads:
-            t.start()
-        for t in threads[:producers]:
-            t.join(DEADLINE_S * 4)
-        done.set()
-        for t in threads:
-            t.join(DEADLINE_S)
-            if t.is_alive():
-                failures.append(t.name)
-    finally:
-        sys.setswitchinterval(old_interval)
+    failures = run_producers_consumers(produce, consume, producers, consumers, done)
     assert not failures
     assert manager_errors(caplog) == [] and coord.errors == []
 

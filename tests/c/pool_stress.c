@@ -24,129 +24,11 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <signal.h>
-#include <stdarg.h>
-#include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <pthread.h>
-#include <sched.h>
-
-/* ---- allocation hooks (scenario 4), defined before including pool.h ---- */
-
-static atomic_long g_alloc_budget = -1; /* < 0: unlimited; else allocations left */
-static atomic_long g_alloc_live;
-
-static void *hook_malloc(size_t n) {
-    long b = atomic_load(&g_alloc_budget);
-    while (b >= 0) {
-        if (b == 0) return NULL;
-        if (atomic_compare_exchange_weak(&g_alloc_budget, &b, b - 1)) break;
-    }
-    void *p = malloc(n);
-    if (p) atomic_fetch_add(&g_alloc_live, 1);
-    return p;
-}
-
-static void hook_free(void *p) {
-    if (p) atomic_fetch_sub(&g_alloc_live, 1);
-    free(p);
-}
-
-#define BM_MALLOC(n) hook_malloc(n)
-#define BM_FREE(p) hook_free(p)
-
-#include "bufmgr/pool.h"
-
-/* ---- failure reporting ------------------------------------------------- */
-
-static const char *g_scenario = "init";
-
-static void fail_at(const char *file, int line, const char *what, const char *fmt, ...) {
-    fprintf(stderr, "FAIL [%s] %s:%d: ", g_scenario, file, line);
-    if (what) fprintf(stderr, "check `%s` failed: ", what);
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    fflush(stderr);
-    fflush(stdout);
-    _exit(1);
-}
-
-#define CHECK(c, ...)                                                   \
-    do {                                                                \
-        if (!(c)) fail_at(__FILE__, __LINE__, #c, __VA_ARGS__);         \
-    } while (0)
-
-static const char *st_name(int st) {
-    switch (st) {
-    case BM_OK: return "BM_OK";
-    case BM_FULL: return "BM_FULL";
-    case BM_EMPTY: return "BM_EMPTY";
-    case BM_TIMEOUT: return "BM_TIMEOUT";
-    case BM_SHUTDOWN: return "BM_SHUTDOWN";
-    case BM_NOMEM: return "BM_NOMEM";
-    case BM_INVALID: return "BM_INVALID";
-    case BM_REFUSED: return "BM_REFUSED";
-    case BM_TOOBIG: return "BM_TOOBIG";
-    default: return "?";
-    }
-}
-
-static const char *pol_name(int p) {
-    return p == BM_POLICY_BLOCK ? "block" : p == BM_POLICY_DROP_OLDEST ? "drop_oldest" : "drop_newest";
-}
-
-static void on_alarm(int sig) {
-    (void)sig;
-    static const char a[] = "FAIL [watchdog] scenario did not finish in time: ";
-    ssize_t rc = write(2, a, sizeof a - 1);
-    rc = write(2, g_scenario, strlen(g_scenario));
-    rc = write(2, "\n", 1);
-    (void)rc;
-    _exit(3);
-}
-
-static double g_scale = 1.0;
-static size_t scaled(size_t n) {
-    size_t v = (size_t)((double)n * g_scale);
-    return v < 16 ? 16 : v;
-}
-
-#define MS(x) ((int64_t)(x) * 1000000LL)
-#define US(x) ((int64_t)(x) * 1000LL)
-
-static void sleep_ns(int64_t ns) {
-    struct timespec ts = {(time_t)(ns / 1000000000LL), (long)(ns % 1000000000LL)};
-    while (nanosleep(&ts, &ts) != 0) {
-    }
-}
-
-static double secs_since(int64_t t0) { return (double)(bm_now_ns() - t0) / 1e9; }
-
-static void spawn(pthread_t *t, void *(*fn)(void *), void *arg) {
-    int rc = pthread_create(t, NULL, fn, arg);
-    CHECK(rc == 0, "pthread_create: %d", rc);
-}
-
-static void reap(pthread_t t) {
-    int rc = pthread_join(t, NULL);
-    CHECK(rc == 0, "pthread_join: %d", rc);
-}
-
-static uint32_t xorshift(uint32_t *s) {
-    uint32_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *s = x;
-}
+/* the allocation hooks (scenario 4), CHECK, watchdog, scaling, timing,
+ * threads, PRNG; harness.h includes pool.h after defining BM_MALLOC */
+#define HARNESS_HEADER "bufmgr/pool.h"
+#define HARNESS_SCALED_MIN 16
+#include "harness.h"
 
 static void check_pool_locked(const bm_pool *p) {
     int bad = bm_pool_check_locked(p);
@@ -744,20 +626,10 @@ static void scenario_sizes(void) {
            g_scenario, el / 1e6, secs_since(t0));
 }
 
-static void begin(const char *name, unsigned watchdog_s) {
-    g_scenario = name;
-    alarm(watchdog_s);
-}
-
 int main(void) {
-    setvbuf(stdout, NULL, _IOLBF, 0);
     const char *sc = getenv("POOL_STRESS_SCALE");
-    if (!sc) sc = getenv("RING_STRESS_SCALE");
-    if (sc && atof(sc) > 0) g_scale = atof(sc);
+    harness_start(sc ? sc : getenv("RING_STRESS_SCALE"));
     unsigned wd = 180; /* per scenario; generous for valgrind */
-    signal(SIGALRM, on_alarm);
-    int64_t t0 = bm_now_ns();
-    long live0 = atomic_load(&g_alloc_live);
 
     begin("1a mpmc block", wd);
     scenario_mpmc(BM_POLICY_BLOCK);
@@ -771,11 +643,6 @@ int main(void) {
     scenario_policies();
     begin("4 sizes and deadlines", wd);
     scenario_sizes();
-    alarm(0);
-
-    g_scenario = "end";
-    long live = atomic_load(&g_alloc_live) - live0;
-    CHECK(live == 0, "%ld pool allocations leaked", live);
-    printf("pool_stress: all scenarios passed (scale %.2f, %.2fs)\n", g_scale, secs_since(t0));
+    harness_finish("pool_stress", "pool");
     return 0;
 }

@@ -16,132 +16,11 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <signal.h>
-#include <stdarg.h>
-#include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <pthread.h>
-#include <sched.h>
-
-/* ---- allocation hooks (scenario 5), defined before including ring.h ---- */
-
-static atomic_long g_alloc_budget = -1; /* < 0: unlimited; else allocations left */
-static atomic_long g_alloc_live;        /* BM_MALLOC'd minus BM_FREE'd blocks */
-static atomic_ulong g_alloc_calls, g_alloc_refused;
-
-static void *hook_malloc(size_t n) {
-    atomic_fetch_add(&g_alloc_calls, 1);
-    long b = atomic_load(&g_alloc_budget);
-    while (b >= 0) {
-        if (b == 0) {
-            atomic_fetch_add(&g_alloc_refused, 1);
-            return NULL;
-        }
-        if (atomic_compare_exchange_weak(&g_alloc_budget, &b, b - 1)) break;
-    }
-    void *p = malloc(n);
-    if (p) atomic_fetch_add(&g_alloc_live, 1);
-    return p;
-}
-
-static void hook_free(void *p) {
-    if (p) atomic_fetch_sub(&g_alloc_live, 1);
-    free(p);
-}
-
-#define BM_MALLOC(n) hook_malloc(n)
-#define BM_FREE(p) hook_free(p)
-
-#include "bufmgr/ring.h"
-
-/* ---- failure reporting ------------------------------------------------- */
-
-static const char *g_scenario = "init"; /* written by main between scenarios only */
-
-static void fail_at(const char *file, int line, const char *what, const char *fmt, ...) {
-    fprintf(stderr, "FAIL [%s] %s:%d: ", g_scenario, file, line);
-    if (what) fprintf(stderr, "check `%s` failed: ", what);
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    fflush(stderr);
-    fflush(stdout);
-    _exit(1);
-}
-
-#define FAILF(...) fail_at(__FILE__, __LINE__, NULL, __VA_ARGS__)
-#define CHECK(c, ...)                                                   \
-    do {                                                                \
-        if (!(c)) fail_at(__FILE__, __LINE__, #c, __VA_ARGS__);         \
-    } while (0)
-
-static const char *st_name(int st) {
-    switch (st) {
-    case BM_OK: return "BM_OK";
-    case BM_FULL: return "BM_FULL";
-    case BM_EMPTY: return "BM_EMPTY";
-    case BM_TIMEOUT: return "BM_TIMEOUT";
-    case BM_SHUTDOWN: return "BM_SHUTDOWN";
-    case BM_NOMEM: return "BM_NOMEM";
-    case BM_INVALID: return "BM_INVALID";
-    default: return "?";
-    }
-}
-
-static const char *pol_name(int p) {
-    return p == BM_POLICY_BLOCK ? "block" : p == BM_POLICY_DROP_OLDEST ? "drop_oldest" : "drop_newest";
-}
-
-static void on_alarm(int sig) {
-    (void)sig;
-    static const char a[] = "FAIL [watchdog] scenario did not finish in time: ";
-    ssize_t rc = write(2, a, sizeof a - 1);
-    rc = write(2, g_scenario, strlen(g_scenario));
-    rc = write(2, "\n", 1);
-    (void)rc;
-    _exit(3);
-}
-
-static double g_scale = 1.0;
-static size_t scaled(size_t n) {
-    size_t v = (size_t)((double)n * g_scale);
-    return v < 8 ? 8 : v;
-}
-
-#define MS(x) ((int64_t)(x) * 1000000LL)
-
-static void sleep_ns(int64_t ns) {
-    struct timespec ts = {(time_t)(ns / 1000000000LL), (long)(ns % 1000000000LL)};
-    while (nanosleep(&ts, &ts) != 0) {
-    }
-}
-
-static double secs_since(int64_t t0) { return (double)(bm_now_ns() - t0) / 1e9; }
-
-static void spawn(pthread_t *t, void *(*fn)(void *), void *arg) {
-    int rc = pthread_create(t, NULL, fn, arg);
-    CHECK(rc == 0, "pthread_create: %d", rc);
-}
-
-static void reap(pthread_t t) {
-    int rc = pthread_join(t, NULL);
-    CHECK(rc == 0, "pthread_join: %d", rc);
-}
-
-static uint32_t xorshift(uint32_t *s) {
-    uint32_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *s = x;
-}
+/* the allocation hooks (scenario 5), CHECK/FAILF, watchdog, scaling,
+ * timing, threads, PRNG; harness.h includes ring.h after defining BM_MALLOC */
+#define HARNESS_HEADER "bufmgr/ring.h"
+#define HARNESS_SCALED_MIN 8
+#include "harness.h"
 
 /* Invariant 4, checked with the mutex held, plus the bounds. */
 static void check_cons_locked(const bm_ring *r) {
@@ -218,6 +97,23 @@ static void left_ring_locked(ctx_t *c, const void *item, const char *how) {
 
 static void start_gate(ctx_t *c) {
     while (!atomic_load(&c->go)) sleep_ns(50000);
+}
+
+/* Per-consumer FIFO: per producer, the last seq this consumer got (-1: none
+ * yet). The consumer frees it. */
+static long *consumer_last_new(const ctx_t *c) {
+    long *last = malloc(c->nprod * sizeof *last);
+    CHECK(last, "oom");
+    for (size_t p = 0; p < c->nprod; p++) last[p] = -1;
+    return last;
+}
+
+static void check_consumer_fifo(const ctx_t *c, long *last, const void *item, size_t who) {
+    size_t i = ctx_idx(c, item), p = i / c->per;
+    long s = (long)(i % c->per);
+    CHECK(s > last[p], "consumer %zu got producer %zu seq %ld after seq %ld (per-consumer FIFO)",
+          who, p, s, last[p]);
+    last[p] = s;
 }
 
 static void mark(const ctx_t *c, atomic_uint *fate, const void *item) {
@@ -308,9 +204,7 @@ static void *prod_put(void *a) {
 static void *cons_get(void *a) {
     targ_t *t = a;
     ctx_t *c = t->c;
-    long *last = malloc(c->nprod * sizeof *last);
-    CHECK(last, "oom");
-    for (size_t p = 0; p < c->nprod; p++) last[p] = -1;
+    long *last = consumer_last_new(c);
     start_gate(c);
     for (;;) {
         void *out = NULL;
@@ -337,11 +231,7 @@ static void *cons_get(void *a) {
         }
         if (rc == BM_SHUTDOWN) break;
         CHECK(rc == BM_OK, "get returned %s", st_name(rc));
-        size_t i = ctx_idx(c, out), p = i / c->per;
-        long s = (long)(i % c->per);
-        CHECK(s > last[p], "consumer %zu got producer %zu seq %ld after seq %ld (per-consumer FIFO)",
-              t->id, p, s, last[p]);
-        last[p] = s;
+        check_consumer_fifo(c, last, out, t->id);
         mark(c, c->got, out);
         t->n_ok++;
         bm_ring_lock(&c->r);
@@ -742,20 +632,11 @@ static void *prod_put_many(void *a) {
     return NULL;
 }
 
-static void check_consumer_fifo(const ctx_t *c, long *last, const void *item, size_t who) {
-    size_t i = ctx_idx(c, item), p = i / c->per;
-    long s = (long)(i % c->per);
-    CHECK(s > last[p], "consumer %zu got producer %zu seq %ld after seq %ld", who, p, s, last[p]);
-    last[p] = s;
-}
-
 /* get one (timed) then pop_many up to 7 more in the same critical section */
 static void *cons_get_pop(void *a) {
     targ_t *t = a;
     ctx_t *c = t->c;
-    long *last = malloc(c->nprod * sizeof *last);
-    CHECK(last, "oom");
-    for (size_t p = 0; p < c->nprod; p++) last[p] = -1;
+    long *last = consumer_last_new(c);
     void *out[8];
     start_gate(c);
     for (;;) {
@@ -790,9 +671,7 @@ static void *cons_get_pop(void *a) {
 static void *cons_get_latest(void *a) {
     targ_t *t = a;
     ctx_t *c = t->c;
-    long *last = malloc(c->nprod * sizeof *last);
-    CHECK(last, "oom");
-    for (size_t p = 0; p < c->nprod; p++) last[p] = -1;
+    long *last = consumer_last_new(c);
     start_gate(c);
     for (;;) {
         int waited = 0;
@@ -1325,19 +1204,9 @@ static void scenario_deadlines(void) {
 
 /* ---- main ------------------------------------------------------------------ */
 
-static void begin(const char *name, unsigned watchdog_s) {
-    g_scenario = name;
-    alarm(watchdog_s);
-}
-
 int main(void) {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    const char *sc = getenv("RING_STRESS_SCALE");
-    if (sc && atof(sc) > 0) g_scale = atof(sc);
+    harness_start(getenv("RING_STRESS_SCALE"));
     unsigned wd = 60; /* seconds per scenario; each takes < 3 s even under valgrind */
-    signal(SIGALRM, on_alarm);
-    int64_t t0 = bm_now_ns();
-    long live0 = atomic_load(&g_alloc_live);
 
     begin("1a mpmc block", wd);
     scenario_mpmc(BM_POLICY_BLOCK, 0);
@@ -1363,11 +1232,6 @@ int main(void) {
     scenario_nomem();
     begin("6 monotonic deadlines", wd);
     scenario_deadlines();
-    alarm(0);
-
-    g_scenario = "end";
-    long live = atomic_load(&g_alloc_live) - live0;
-    CHECK(live == 0, "%ld ring allocations leaked", live);
-    printf("ring_stress: all scenarios passed (scale %.2f, %.2fs)\n", g_scale, secs_since(t0));
+    harness_finish("ring_stress", "ring");
     return 0;
 }
