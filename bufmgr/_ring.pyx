@@ -235,7 +235,7 @@ cdef class FrameQueue:
         batch = list(items)
         n = len(batch)
         if n == 0:
-            if self.ring.shutdown:  # racy read is fine: purely advisory
+            if self.is_shutdown:
                 raise ShutDown
             return []
         ptrs = <void **>PyMem_Malloc(2 * n * sizeof(void *))
