@@ -72,8 +72,12 @@ static inline int bm_cond_wait_until(bm_cond_t *c, bm_mutex_t *m, int64_t deadli
         int64_t l_ms = (left + 999999) / 1000000;
         ms = l_ms >= (int64_t)INFINITE ? INFINITE - 1 : (DWORD)l_ms;
     }
-    if (!SleepConditionVariableSRW(c, m, ms, 0))
-        return GetLastError() == ERROR_TIMEOUT ? BM_WAIT_TIMEDOUT : BM_WAIT_WOKEN;
+    if (!SleepConditionVariableSRW(c, m, ms, 0) && GetLastError() == ERROR_TIMEOUT) {
+        /* the kernel may end the sleep a little early: only a passed
+         * deadline is a timeout, otherwise the caller re-checks and waits on */
+        return (deadline != BM_FOREVER && bm_now_ns() >= deadline) ? BM_WAIT_TIMEDOUT
+                                                                     : BM_WAIT_WOKEN;
+    }
     return BM_WAIT_WOKEN;
 }
 
