@@ -16,7 +16,11 @@ Faults injected while it runs:
 * items whose ``__del__`` raises (reported through sys.unraisablehook, counted)
   or re-enters the queue (stats / put_nowait / get_nowait / clear / repr)
   when the queue releases them (evicted, cleared, discarded by get_latest,
-  emptied by shutdown(immediate)) or when a consumer drops them;
+  emptied by shutdown(immediate)) or when a consumer drops them (on a
+  free-threaded build the pure twin may run such a finalizer inside one of
+  its own critical sections and refuse the call with RuntimeError: accepted
+  only after checking that the thread really is in one, counted as
+  "del_refused");
 * put_many with an iterable that raises half way (nothing may be queued);
 * calls with invalid arguments (bad timeouts, max_items=0): they must raise
   and leave the queue untouched;
@@ -57,6 +61,7 @@ import json
 import os
 import random
 import sys
+import sysconfig
 import threading
 import time
 import traceback
@@ -69,11 +74,13 @@ except ImportError:  # running from a checkout without installing it
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bufmgr._errors import Empty, Full, ShutDown  # noqa: E402
+from bufmgr._pyqueue import _REENTRANT as _TWIN_REENTRANT  # noqa: E402
 
 POLICIES = ("block", "drop_oldest", "drop_newest")
 N_WORKERS = 8
 DEL_PRODUCER = 0  # items created inside a __del__ (no FIFO check for them)
 SEQ_BITS = 40
+FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
 def load_impl(name):
@@ -123,8 +130,9 @@ class InjectedFault(RuntimeError):
 
 class RunContext:
     """Shared per-seed state reachable from Item.__del__ (which may run in
-    any thread, inside any queue call's caller). Only atomic appends and
-    itertools counters are used from __del__, never a lock."""
+    any thread, inside any queue call's caller). Only list appends and
+    itertools counters (both thread-safe with and without the GIL) are used
+    from __del__, never a lock."""
 
     def __init__(self, q, overflow):
         self.qref = weakref.ref(q)
@@ -132,11 +140,14 @@ class RunContext:
         self.created = itertools.count()
         self.released = itertools.count()
         self.del_seq = itertools.count(1)
-        # ids as int64 arrays: compact, and append is atomic under the GIL
-        self.del_put_ok = array("q")
-        self.del_got = array("q")
-        self.del_returned = array("q")
+        # Appended from __del__ in any thread: lists, whose append is atomic
+        # both under the GIL and on free-threaded builds (array.append is
+        # not thread-safe without the GIL: records get lost or it crashes).
+        self.del_put_ok: list[int] = []
+        self.del_got: list[int] = []
+        self.del_returned: list[int] = []
         self.del_ops: list[str] = []
+        self.del_refused: list[str] = []  # re-entrant calls the pure twin refused (see _run_fault)
         self.errors: list[str] = []
         self.local = threading.local()
 
@@ -198,6 +209,29 @@ def _run_fault(ctx, fault, blob):
             q.clear()
     except (Full, Empty, ShutDown):
         pass
+    except RuntimeError as e:
+        if not _twin_refused_reentry(q, e):
+            raise
+        # Not a put / get / clear: the twin did nothing (nothing to record).
+        ctx.del_refused.append(fault)
+
+
+def _twin_refused_reentry(q, exc) -> bool:
+    """True if ``exc`` is the pure twin refusing a call from a finalizer that
+    runs inside one of this thread's critical sections of ``q`` -- where the
+    call could not proceed (the twin raises instead of self-deadlocking).
+
+    Only on free-threaded builds: there an item whose last reference another
+    thread dropped is deallocated later in the thread that created it, maybe
+    inside such a critical section. With the GIL, items are released where
+    their last reference goes, never under the twin's lock, so this never
+    happens (and stays a failure). The compiled class has no ``_mutex``
+    attribute and never raises this."""
+    if not FREE_THREADED or str(exc) != _TWIN_REENTRANT:
+        return False
+    mutex = getattr(q, "_mutex", None)
+    is_owned = getattr(mutex, "_is_owned", None)
+    return is_owned is not None and is_owned() and getattr(q, "_busy", False) is True
 
 
 FAULTS = ("raise", "stats", "repr", "put", "get", "clear")
@@ -207,8 +241,9 @@ FAULT_WEIGHTS = (3, 2, 1, 3, 3, 1)
 def count_faults(faults: dict) -> int:
     """Injected faults in a result's ``faults`` dict: __del__ raising or
     re-entering, invalid arguments, failing iterables, shutdowns. (The
-    "op_*" entries count disruptive operations: clear, get_latest, join.)"""
-    return sum(n for k, n in faults.items() if not k.startswith("op_"))
+    "op_*" entries count disruptive operations: clear, get_latest, join;
+    "del_refused" counts re-entering faults already counted under del_*.)"""
+    return sum(n for k, n in faults.items() if not k.startswith("op_") and k != "del_refused")
 
 
 # ---------------------------------------------------------------------------
@@ -682,6 +717,8 @@ def run_seed(cfg: SeedConfig, *, liveness_s: float = 120.0, watchdog: bool = Fal
     faults["del_raise"] = len(unraisable) - len(bad_unraisable)
     for op in ctx.del_ops:
         faults[f"del_{op}"] = faults.get(f"del_{op}", 0) + 1
+    if ctx.del_refused:  # free-threaded pure twin only (a subset of the del_* above)
+        faults["del_refused"] = len(ctx.del_refused)
     faults["shutdown_" + "+".join(shutdown_log)] = 1
     res.faults = faults
     res.ok = not err

@@ -19,6 +19,14 @@ Locking (the FrameQueue twin's rules, adapted):
   WAIT_SLICE_S so Ctrl+C interrupts them promptly.
 * Bytes are copied with the lock NOT held, while the copying thread owns the
   slot (writing / held), so no other thread can touch them.
+* Each slot has its own memoryview (made in ``__init__``, each over its own
+  managed buffer of the one bytearray); a slot's view is sliced and its
+  slices released only by the thread that owns the slot (put, get_into) or
+  under the lock (a Frame's exports, which any thread holding the Frame may
+  make). No memoryview is shared between slots: free-threaded CPython 3.13
+  updates a memoryview's / managed buffer's export counts without atomics,
+  so one view sliced by several threads at once ends up released under its
+  users ("operation forbidden on released memoryview object").
 * No user code runs under the lock, and no object is released under it.
   One exception cannot be ruled out in Python: the garbage collector may run
   a ``Frame.__del__`` (which frees a slot) at almost any point, including in
@@ -140,12 +148,11 @@ class Frame:
         ring = self._ring
         if ring is None:
             raise _common.frame_released()
-        ring._export(self, +1)  # keeps the slot held during the copy
+        view = ring._open_view(self)  # keeps the slot held during the copy
         try:
-            off = self._slot * ring._frame_bytes
-            return bytes(ring._view[off:off + self._nbytes])
+            return bytes(view)  # lock not held
         finally:
-            ring._export(self, -1)
+            ring._close_view(self, view)
 
     def __buffer__(self, flags: int) -> memoryview:  # PEP 688 (Python 3.12+)
         if flags & _PyBUF_WRITABLE:
@@ -153,21 +160,14 @@ class Frame:
         ring = self._ring
         if ring is None:
             raise _common.frame_released()
-        ring._export(self, +1)
-        try:
-            off = self._slot * ring._frame_bytes
-            return ring._view[off:off + self._nbytes].toreadonly()
-        except BaseException:
-            ring._export(self, -1)
-            raise
+        return ring._open_view(self)
 
     def __release_buffer__(self, view: memoryview) -> None:  # PEP 688
-        try:
+        ring = self._ring
+        if ring is None:  # pragma: no cover - an exporting frame keeps its ring
             view.release()
-        finally:
-            ring = self._ring
-            if ring is not None:
-                ring._export(self, -1)
+            return
+        ring._close_view(self, view)
 
     @property
     def __array_interface__(self) -> dict[str, Any]:
@@ -236,7 +236,7 @@ class FrameRing:
     """
 
     __slots__ = (
-        "_slots", "_frame_bytes", "_overflow", "_policy", "_buf", "_view",
+        "_slots", "_frame_bytes", "_overflow", "_policy", "_buf", "_views",
         "_address", "_state", "_nbytes", "_seqs", "_stamps", "_free", "_queued",
         "_pending", "_mutex", "_busy", "_not_empty", "_not_full", "_shutdown",
         "_getters_waiting", "_putters_waiting", "_next_seq", "_held",
@@ -251,9 +251,15 @@ class FrameRing:
         self._overflow = overflow
         self._policy = _POLICIES[overflow]
         self._buf = bytearray(slots * frame_bytes)  # the one allocation (MemoryError)
+        # One view per slot, each over its OWN managed buffer (a fresh
+        # memoryview of the bytearray, sliced): slicing one slot's view never
+        # touches another slot's export counts (see the module docstring).
         # Held for the ring's lifetime: the bytearray can never be resized, so
         # its address (used by Frame.__array_interface__) stays valid.
-        self._view = memoryview(self._buf)
+        buf = self._buf
+        self._views = [
+            memoryview(buf)[i * frame_bytes:(i + 1) * frame_bytes] for i in range(slots)
+        ]
         self._address = ctypes.addressof(ctypes.c_char.from_buffer(self._buf))
         self._state = [_FREE] * slots
         self._nbytes = [0] * slots
@@ -420,15 +426,33 @@ class FrameRing:
         self._busy = reentrant
         self._mutex.release()
 
-    def _export(self, frame: Frame, delta: int) -> None:
-        """One more (+1) / one fewer (-1) buffer exported from ``frame``."""
+    def _open_view(self, frame: Frame) -> memoryview:
+        """One more buffer exported from ``frame``: a read-only view of its
+        bytes, made under the lock (any thread holding the Frame may call
+        this; the slot's view is only sliced under the lock or by its owner).
+        Pair with _close_view."""
         reentrant = self._enter_frame_op()
         try:
-            if delta > 0:
-                if frame._released or frame._slot < 0:
-                    raise _common.frame_released()
-                frame._exports += 1
-            else:
+            slot = frame._slot
+            if frame._released or slot < 0:
+                raise _common.frame_released()
+            part = self._views[slot][:frame._nbytes]
+            try:
+                view = part.toreadonly()
+            finally:
+                part.release()
+            frame._exports += 1
+            return view
+        finally:
+            self._exit_frame_op(reentrant)
+
+    def _close_view(self, frame: Frame, view: memoryview) -> None:
+        """Release a view made by _open_view (under the lock), one export fewer."""
+        reentrant = self._enter_frame_op()
+        try:
+            try:
+                view.release()
+            finally:
                 frame._exports -= 1
                 self._maybe_free(frame, reentrant)
         finally:
@@ -488,8 +512,8 @@ class FrameRing:
             owned = True  # the slot is ours (writing) until committed or aborted
             try:
                 if nbytes:
-                    off = slot * self._frame_bytes
-                    self._view[off:off + nbytes] = src  # lock not held: we own the slot
+                    # lock not held: we own the slot (slice assignment makes no view)
+                    self._views[slot][:nbytes] = src
                 self._lock()
                 try:
                     if self._shutdown:
@@ -584,8 +608,15 @@ class FrameRing:
                 self._unlock()
             try:
                 if nbytes:
-                    off = slot * self._frame_bytes
-                    dst[:nbytes] = self._view[off:off + nbytes]  # lock not held: slot is ours
+                    view = self._views[slot]  # lock not held: the slot is ours
+                    if nbytes == len(view):
+                        dst[:nbytes] = view
+                    else:
+                        part = view[:nbytes]
+                        try:
+                            dst[:nbytes] = part
+                        finally:
+                            part.release()
             finally:
                 self._lock()
                 try:

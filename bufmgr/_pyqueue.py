@@ -8,6 +8,20 @@ Invariant: no user code runs while the lock is held. Items leaving the
 queue without being handed to the caller (evicted, cleared, discarded by
 get_latest or an immediate shutdown) lose their last reference only after
 the lock is released, so an item's ``__del__`` may safely use the queue.
+
+Finalizers the queue does not control can still run inside a critical
+section: the cycle collector (at any eval-breaker check, 3.12+) and, on
+free-threaded builds, an object whose last reference another thread dropped
+(deallocated later in the thread that created it). Such a finalizer that
+calls back into the same queue cannot proceed -- the critical section it
+interrupted is half-way through an update -- and with a plain Lock it would
+deadlock. The lock is therefore an ``RLock`` plus a ``_busy`` flag (set for
+the duration of each critical section, cleared while waiting on a
+Condition, when the state is consistent): a public method entered while
+this thread's critical section is busy raises RuntimeError at once instead
+of hanging. A re-entrant call while this thread only waits on a Condition
+proceeds normally. The compiled class never runs Python code while its
+mutex is held and is not affected.
 """
 
 from __future__ import annotations
@@ -33,6 +47,8 @@ from ._errors import (
 )
 
 __all__ = ["FrameQueue"]
+
+_REENTRANT = "FrameQueue used re-entrantly from a finalizer while this thread holds its lock"
 
 _BLOCK, _DROP_OLDEST, _DROP_NEWEST = 0, 1, 2
 _POLICIES = {"block": _BLOCK, "drop_oldest": _DROP_OLDEST, "drop_newest": _DROP_NEWEST}
@@ -60,7 +76,7 @@ class FrameQueue:
         "_not_full", "_all_tasks_done", "_shutdown", "_unfinished",
         "_getters_waiting", "_putters_waiting", "_joiners_waiting",
         "_puts", "_gets", "_dropped", "_cleared", "_waits", "_high_water",
-        "__weakref__",
+        "_busy", "__weakref__",
     )
 
     def __init__(self, maxsize: int = 0, overflow: str = "block") -> None:
@@ -68,7 +84,10 @@ class FrameQueue:
         self._overflow = check_overflow(overflow)
         self._policy = _POLICIES[overflow]
         self._queue: deque[Any] = deque()
-        self._mutex = threading.Lock()
+        # RLock + _busy: re-entry from a finalizer raises instead of deadlocking
+        # (module docstring). _busy is only read and written by the lock holder.
+        self._mutex = threading.RLock()
+        self._busy = False
         self._not_empty = threading.Condition(self._mutex)
         self._not_full = threading.Condition(self._mutex)
         self._all_tasks_done = threading.Condition(self._mutex)
@@ -103,16 +122,21 @@ class FrameQueue:
         if added and self._getters_waiting:
             self._not_empty.notify(added)
 
-    @staticmethod
-    def _wait_slice(cond: threading.Condition, deadline: float | None) -> bool:
+    def _wait_slice(self, cond: threading.Condition, deadline: float | None) -> bool:
         """Sleep at most WAIT_SLICE_S on ``cond``; False if the deadline already passed."""
         if deadline is None:
-            cond.wait(WAIT_SLICE_S)
-            return True
-        remaining = deadline - _monotonic()
-        if remaining <= 0:
-            return False
-        cond.wait(remaining if remaining < WAIT_SLICE_S else WAIT_SLICE_S)
+            seconds = WAIT_SLICE_S
+        else:
+            seconds = deadline - _monotonic()
+            if seconds <= 0:
+                return False
+            if seconds > WAIT_SLICE_S:
+                seconds = WAIT_SLICE_S
+        self._busy = False  # the state is consistent while we wait: others may enter
+        try:
+            cond.wait(seconds)
+        finally:
+            self._busy = True
         return True
 
     def _await_item(self, block: bool, deadline: float | None) -> None:
@@ -162,25 +186,31 @@ class FrameQueue:
         block = bool(block)
         deadline = _deadline(block, timeout)
         with self._mutex:
-            if self._shutdown:
-                raise ShutDown
-            maxsize = self._maxsize
-            if maxsize and len(self._queue) >= maxsize:
-                if self._policy == _DROP_NEWEST:
-                    self._puts += 1
-                    self._dropped += 1
-                    return item
-                if self._policy == _DROP_OLDEST:
-                    # The evicted item is returned to the caller, so its last
-                    # reference is not dropped here, under the lock.
-                    evicted = self._queue.popleft()
-                    self._dropped += 1
-                    self._retire(1)
-                    self._push(item)
-                    return evicted
-                self._await_room(block, deadline, False)
-            self._push(item)
-            self._wake_getters(1)
+            if self._busy:
+                raise RuntimeError(_REENTRANT)
+            self._busy = True
+            try:
+                if self._shutdown:
+                    raise ShutDown
+                maxsize = self._maxsize
+                if maxsize and len(self._queue) >= maxsize:
+                    if self._policy == _DROP_NEWEST:
+                        self._puts += 1
+                        self._dropped += 1
+                        return item
+                    if self._policy == _DROP_OLDEST:
+                        # The evicted item is returned to the caller, so its last
+                        # reference is not dropped here, under the lock.
+                        evicted = self._queue.popleft()
+                        self._dropped += 1
+                        self._retire(1)
+                        self._push(item)
+                        return evicted
+                    self._await_room(block, deadline, False)
+                self._push(item)
+                self._wake_getters(1)
+            finally:
+                self._busy = False
         return None
 
     def put_nowait(self, item: Any) -> Any:
@@ -207,6 +237,9 @@ class FrameQueue:
         added = 0
         waited = False
         with self._mutex:
+            if self._busy:
+                raise RuntimeError(_REENTRANT)
+            self._busy = True
             try:
                 maxsize, policy = self._maxsize, self._policy
                 for item in items:
@@ -230,6 +263,7 @@ class FrameQueue:
                     added += 1
             finally:
                 self._wake_getters(added)
+                self._busy = False
         return dropped  # evicted items go to the caller; none released under the lock
 
     # ---- consumers ---------------------------------------------------------
@@ -239,10 +273,16 @@ class FrameQueue:
         block = bool(block)
         deadline = _deadline(block, timeout)
         with self._mutex:
-            self._await_item(block, deadline)
-            item = self._queue.popleft()
-            self._gets += 1
-            self._wake_putters(1)
+            if self._busy:
+                raise RuntimeError(_REENTRANT)
+            self._busy = True
+            try:
+                self._await_item(block, deadline)
+                item = self._queue.popleft()
+                self._gets += 1
+                self._wake_putters(1)
+            finally:
+                self._busy = False
         return item
 
     def get_nowait(self) -> Any:
@@ -255,16 +295,22 @@ class FrameQueue:
         deadline = _deadline(block, timeout)
         discarded = None
         with self._mutex:
-            self._await_item(block, deadline)
-            item = self._queue.pop()
-            self._gets += 1
-            n = len(self._queue)
-            if n:
-                # O(1) swap; the old deque (and its items) is released after unlocking.
-                discarded, self._queue = self._queue, deque()
-                self._dropped += n
-                self._retire(n)
-            self._wake_putters(n + 1)
+            if self._busy:
+                raise RuntimeError(_REENTRANT)
+            self._busy = True
+            try:
+                self._await_item(block, deadline)
+                item = self._queue.pop()
+                self._gets += 1
+                n = len(self._queue)
+                if n:
+                    # O(1) swap; the old deque (and its items) is released after unlocking.
+                    discarded, self._queue = self._queue, deque()
+                    self._dropped += n
+                    self._retire(n)
+                self._wake_putters(n + 1)
+            finally:
+                self._busy = False
         del discarded  # last references to the discarded items dropped outside the lock
         return item
 
@@ -276,12 +322,18 @@ class FrameQueue:
         block = bool(block)
         deadline = _deadline(block, timeout)
         with self._mutex:
-            self._await_item(block, deadline)
-            q = self._queue
-            popleft = q.popleft
-            out = [popleft() for _ in range(min(max_items, len(q)))]
-            self._gets += len(out)
-            self._wake_putters(len(out))
+            if self._busy:
+                raise RuntimeError(_REENTRANT)
+            self._busy = True
+            try:
+                self._await_item(block, deadline)
+                q = self._queue
+                popleft = q.popleft
+                out = [popleft() for _ in range(min(max_items, len(q)))]
+                self._gets += len(out)
+                self._wake_putters(len(out))
+            finally:
+                self._busy = False
         return out
 
     # ---- state ---------------------------------------------------------------
@@ -289,6 +341,8 @@ class FrameQueue:
     def qsize(self) -> int:
         """Return the number of queued items."""
         with self._mutex:
+            if self._busy:
+                raise RuntimeError(_REENTRANT)
             return len(self._queue)
 
     __len__ = qsize
@@ -296,39 +350,61 @@ class FrameQueue:
     def empty(self) -> bool:
         """Return True if nothing is queued."""
         with self._mutex:
+            if self._busy:
+                raise RuntimeError(_REENTRANT)
             return not self._queue
 
     def full(self) -> bool:
         """Return True if bounded and at least ``maxsize`` items are queued."""
         with self._mutex:
+            if self._busy:
+                raise RuntimeError(_REENTRANT)
             return bool(self._maxsize) and len(self._queue) >= self._maxsize
 
     def task_done(self) -> None:
         """Mark one got item as processed (ValueError if none is outstanding)."""
         with self._mutex:
-            if self._unfinished == 0:
-                raise ValueError(TASK_DONE_TOO_MANY)
-            self._retire(1)
+            if self._busy:
+                raise RuntimeError(_REENTRANT)
+            self._busy = True
+            try:
+                if self._unfinished == 0:
+                    raise ValueError(TASK_DONE_TOO_MANY)
+                self._retire(1)
+            finally:
+                self._busy = False
 
     def join(self) -> None:
         """Block until every queued item was task_done()'d, dropped or cleared."""
         with self._mutex:
-            while self._unfinished:
-                self._joiners_waiting += 1
-                try:
-                    self._all_tasks_done.wait(WAIT_SLICE_S)
-                finally:
-                    self._joiners_waiting -= 1
+            if self._busy:
+                raise RuntimeError(_REENTRANT)
+            self._busy = True
+            try:
+                while self._unfinished:
+                    self._joiners_waiting += 1
+                    try:
+                        self._wait_slice(self._all_tasks_done, None)
+                    finally:
+                        self._joiners_waiting -= 1
+            finally:
+                self._busy = False
 
     def clear(self) -> int:
         """Remove every queued item (counted as cleared); return how many."""
         with self._mutex:
-            # O(1) swap; the old deque (and its items) is released after unlocking.
-            old, self._queue = self._queue, deque()
-            n = len(old)
-            self._cleared += n
-            self._retire(n)
-            self._wake_putters(n)
+            if self._busy:
+                raise RuntimeError(_REENTRANT)
+            self._busy = True
+            try:
+                # O(1) swap; the old deque (and its items) is released after unlocking.
+                old, self._queue = self._queue, deque()
+                n = len(old)
+                self._cleared += n
+                self._retire(n)
+                self._wake_putters(n)
+            finally:
+                self._busy = False
         del old  # items' last references dropped outside the lock
         return n
 
@@ -337,32 +413,44 @@ class FrameQueue:
         immediate = bool(immediate)
         old = None
         with self._mutex:
-            mode = _SHUT_IMMEDIATE if immediate else _SHUT_GRACEFUL
-            if self._shutdown < mode:
-                self._shutdown = mode
-            if immediate:
-                # O(1) swap; the old deque (and its items) is released after unlocking.
-                old, self._queue = self._queue, deque()
-                self._cleared += len(old)
-                self._retire(len(old))
-            self._not_empty.notify_all()
-            self._not_full.notify_all()
-            self._all_tasks_done.notify_all()
+            if self._busy:
+                raise RuntimeError(_REENTRANT)
+            self._busy = True
+            try:
+                mode = _SHUT_IMMEDIATE if immediate else _SHUT_GRACEFUL
+                if self._shutdown < mode:
+                    self._shutdown = mode
+                if immediate:
+                    # O(1) swap; the old deque (and its items) is released after unlocking.
+                    old, self._queue = self._queue, deque()
+                    self._cleared += len(old)
+                    self._retire(len(old))
+                self._not_empty.notify_all()
+                self._not_full.notify_all()
+                self._all_tasks_done.notify_all()
+            finally:
+                self._busy = False
         del old  # items' last references dropped outside the lock
 
     def stats(self) -> dict[str, int]:
         """Return a consistent snapshot of the counters."""
         with self._mutex:
-            return {
-                "puts": self._puts,
-                "gets": self._gets,
-                "dropped": self._dropped,
-                "cleared": self._cleared,
-                "high_water": self._high_water,
-                "size": len(self._queue),
-                "maxsize": self._maxsize,
-                "waits": self._waits,
-            }
+            if self._busy:
+                raise RuntimeError(_REENTRANT)
+            self._busy = True
+            try:
+                return {
+                    "puts": self._puts,
+                    "gets": self._gets,
+                    "dropped": self._dropped,
+                    "cleared": self._cleared,
+                    "high_water": self._high_water,
+                    "size": len(self._queue),
+                    "maxsize": self._maxsize,
+                    "waits": self._waits,
+                }
+            finally:
+                self._busy = False
 
     @property
     def maxsize(self) -> int:
@@ -386,6 +474,8 @@ class FrameQueue:
 
     def __repr__(self) -> str:
         with self._mutex:
+            if self._busy:
+                raise RuntimeError(_REENTRANT)
             size, dropped, shut = len(self._queue), self._dropped, self._shutdown
         return (
             f"<bufmgr.FrameQueue size={size} maxsize={self._maxsize} "
@@ -432,7 +522,8 @@ def _after_fork_parent() -> None:
 def _after_fork_child() -> None:
     _locked_for_fork.clear()
     for q in _snapshot_live_queues():
-        q._mutex = threading.Lock()
+        q._mutex = threading.RLock()
+        q._busy = False
         q._not_empty = threading.Condition(q._mutex)
         q._not_full = threading.Condition(q._mutex)
         q._all_tasks_done = threading.Condition(q._mutex)

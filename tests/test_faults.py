@@ -617,24 +617,46 @@ def test_buffer_manager_with_faulty_coordinator(FrameQueue, live, caplog):
 
 
 _CYCLIC_GARBAGE_SCRIPT = r"""
-import gc, importlib, sys
+import gc, importlib, sys, sysconfig
 FrameQueue = importlib.import_module(sys.argv[1]).FrameQueue
+twin = sys.argv[1].endswith("_pyqueue")
 from bufmgr import Empty
 q = FrameQueue()
-hits = []
+hits = []       # finalizers that used the queue
+refused = []    # pure twin: finalizers that ran inside one of its critical sections
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(1))
 
 class Cycle:
     def __init__(self):
         self.me = self
 
     def __del__(self):
-        hits.append(q.qsize())  # re-enters the queue
+        try:
+            hits.append(q.qsize())  # re-enters the queue
+        except RuntimeError as e:
+            # The pure twin refuses, instead of deadlocking, exactly when this
+            # thread is inside one of q's critical sections: check that it is.
+            if not (twin and "re-entrantly" in str(e) and q._mutex._is_owned() and q._busy):
+                raise
+            refused.append(1)
 
+# GIL build: the collector runs when generation 0 passes 1..7 allocations.
+# Free-threaded build: it counts NET allocations of GC objects per thread in
+# batches of 512 (the collected cycles count back down) and, unless
+# generation 1's threshold is 0, also waits for a quarter of the heap; tiny
+# thresholds alone never trigger it. There: thresholds (t, 0, 0) (collect on
+# every batch), keep what the queue's calls allocate inside themselves (stats
+# dicts, get_many lists, Empty exceptions) so that a batch often completes
+# inside a call, and loop until enough collections happened.
+ft = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+retained = []
 keep = []
-for i in range(400):
+i = 0
+while i < 400 or (i < 200_000 and (len(collections) < 20 or (twin and not refused))):
     # collect very often, at shifting points: some collections land inside
     # the queue's calls
-    gc.set_threshold(1 + i % 7, 1000, 1000)
+    gc.set_threshold(1 + i % 7, *((0, 0) if ft else (1000, 1000)))
     keep.clear()
     Cycle()  # garbage only the cycle collector can free
     for _ in range(i % 5):
@@ -642,27 +664,39 @@ for i in range(400):
     op = i % 4
     q.put(1)
     if op == 0:
-        q.stats()
+        r = q.stats()
     elif op == 1:
-        q.get_many(2)
+        r = q.get_many(2)
     elif op == 2:
-        q.clear()
+        r = q.clear()
     else:
         q.get_nowait()
         try:
             q.get_nowait()
-        except Empty:
-            pass
-assert hits
-print("finalizers ran:", len(hits))
+        except Empty as e:
+            r = e
+    if ft:
+        retained.append(r)
+    i += 1
+gc.set_threshold(700, 10, 10)
+gc.collect()  # the last cycles: finalized outside any queue call
+print(f"iterations={i} collections={len(collections)} hits={len(hits)} refused={len(refused)}")
 """
 
 
-def test_cyclic_garbage_finalizer_reentering_the_queue(FrameQueue, request):
+def test_cyclic_garbage_finalizer_reentering_the_queue(FrameQueue):
     """Unrelated cyclic garbage whose __del__ uses the queue may be collected
-    at any allocation, including one made *inside* a queue call. The
-    compiled class never allocates Python objects while its mutex is held,
-    so the finalizer just runs; it must not deadlock.
+    at any allocation, including one made *inside* a queue call. It must
+    never deadlock.
+
+    The compiled class never allocates Python objects while its mutex is
+    held, so the finalizer always just runs. The pure twin cannot prevent
+    allocations (exceptions, stats dict, deques, lists) or eval-breaker
+    checks inside its critical sections: a finalizer run there finds the
+    queue half-way through an update and gets RuntimeError (with a plain
+    Lock it used to self-deadlock, like queue.Queue). Both outcomes are
+    required to happen here: the twin's refusal proves that collections did
+    land inside its calls.
 
     Runs in a subprocess: a thread deadlocked inside a collection would
     leave the collector disabled for the rest of the test session."""
@@ -670,23 +704,110 @@ def test_cyclic_garbage_finalizer_reentering_the_queue(FrameQueue, request):
 
     import bufmgr
 
-    if FrameQueue.__module__.endswith("_pyqueue"):
-        request.applymarker(pytest.mark.xfail(
-            strict=False,
-            reason="pure twin: the cycle collector runs on allocations made while its "
-                   "threading.Lock is held (exceptions, stats dict, deques, lists), so a "
-                   "finalizer that touches the same queue self-deadlocks (known limitation, "
-                   "like queue.Queue; on 3.12+ GC runs at any eval-breaker check)",
-        ))
+    twin = FrameQueue.__module__.endswith("_pyqueue")
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(os.path.abspath(bufmgr.__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     try:
         proc = subprocess.run(
             [sys.executable, "-c", _CYCLIC_GARBAGE_SCRIPT, FrameQueue.__module__],
-            env=env, capture_output=True, text=True, timeout=6,
+            env=env, capture_output=True, text=True, timeout=30,
             cwd=root,  # not the checkout: `-c` puts the cwd first on sys.path
         )
     except subprocess.TimeoutExpired:
         pytest.fail("deadlock: a finalizer re-entered the queue while its lock was held")
     assert proc.returncode == 0, proc.stderr
+    assert "Exception ignored" not in proc.stderr, proc.stderr
+    counts = dict(kv.split("=") for kv in proc.stdout.split())
+    counts = {k: int(v) for k, v in counts.items()}
+    assert counts["collections"] >= 20, counts
+    assert counts["hits"] > 0, counts
+    # every cycle was finalized exactly once: it used the queue or was refused
+    assert counts["hits"] + counts["refused"] == counts["iterations"], counts
+    if twin:
+        assert counts["refused"] > 0, counts  # collections inside its critical sections
+    else:
+        assert counts["refused"] == 0, counts
+
+
+_TWIN_PUBLIC_CALLS = {
+    "put": lambda q: q.put(0, False),
+    "put_nowait": lambda q: q.put_nowait(0),
+    "put_many": lambda q: q.put_many([0], False),
+    "get": lambda q: q.get(False),
+    "get_nowait": lambda q: q.get_nowait(),
+    "get_latest": lambda q: q.get_latest(False),
+    "get_many": lambda q: q.get_many(1, False),
+    "qsize": lambda q: q.qsize(),
+    "len": len,
+    "empty": lambda q: q.empty(),
+    "full": lambda q: q.full(),
+    "task_done": lambda q: q.task_done(),
+    "join": lambda q: q.join(),
+    "clear": lambda q: q.clear(),
+    "shutdown": lambda q: q.shutdown(),
+    "stats": lambda q: q.stats(),
+    "repr": repr,
+}
+
+
+@pytest.mark.parametrize("call", sorted(_TWIN_PUBLIC_CALLS))
+def test_twin_refuses_reentry_from_inside_its_critical_section(call):
+    """Pure twin: code that runs inside one of its critical sections (a
+    finalizer, simulated here by a deque whose __len__ calls back) and uses
+    the same queue gets RuntimeError at once, on every public method, and
+    the interrupted operation completes normally. (The compiled class runs
+    no Python code while its mutex is held.)"""
+    from collections import deque
+
+    from bufmgr._pyqueue import _REENTRANT
+    from bufmgr._pyqueue import FrameQueue as TwinQueue
+
+    q = TwinQueue(4)
+    outcomes = []
+
+    class Reentering(deque):
+        armed = True
+
+        def __len__(self):
+            if Reentering.armed:
+                Reentering.armed = False
+                try:
+                    _TWIN_PUBLIC_CALLS[call](q)
+                except RuntimeError as e:
+                    outcomes.append(str(e))
+                else:
+                    outcomes.append("proceeded")
+            return deque.__len__(self)
+
+    q._queue = Reentering()
+    assert q.put(1) is None  # put checks len(queue) against maxsize under the lock
+    assert outcomes == [_REENTRANT]
+    assert not q._mutex._is_owned() and not q._busy
+    q._queue = deque(q._queue)
+    assert q.stats()["puts"] == 1 and q.get_nowait() == 1
+    q.task_done()
+    q.put(2)
+    assert q.get(timeout=1) == 2
+
+
+def test_twin_reentry_while_waiting_on_a_condition_proceeds():
+    """Pure twin: while a call waits on a Condition the queue is consistent,
+    so a finalizer run there by the same thread (simulated: the wait calls
+    back first) may use the queue; nothing raises."""
+    from bufmgr._pyqueue import FrameQueue as TwinQueue
+
+    q = TwinQueue()
+    done = []
+
+    class CallingCondition(threading.Condition):
+        def wait(self, timeout=None):
+            if not done:
+                done.append(q.put_nowait("from the wait"))
+            return super().wait(timeout)
+
+    q._not_empty = CallingCondition(q._mutex)
+    assert q.get(timeout=DEADLINE_S) == "from the wait"
+    assert done == [None]
+    assert not q._mutex._is_owned() and not q._busy
+    assert q.stats()["puts"] == q.stats()["gets"] == 1

@@ -245,6 +245,52 @@ def test_integrity_under_stress(FrameRing, live, fast_switching, policy):
         assert set(seqs) <= set(put_seq)
 
 
+def test_one_frame_exported_by_many_threads_under_traffic(FrameRing, live, fast_switching):
+    """Several threads copy / view ONE held frame at the same time while
+    others put, get and get_into on the same ring: every export sees the
+    frame's bytes, none fails, and every slot comes back. (Free-threaded
+    3.13: the pure twin once sliced one memoryview shared by all slots from
+    every thread, whose non-atomic export counts then released the ring's
+    buffer under its users: "operation forbidden on released memoryview".)"""
+    ring = FrameRing(8, 4096, "drop_oldest")
+    data = pattern(7, 1, 4096)
+    ring.put(data)
+    shared = ring.get()
+    rounds = 3000
+    views = memoryview_supported(FrameRing)
+
+    def exporter():
+        for _ in range(rounds):
+            assert bytes(shared) == data
+            if views:
+                with memoryview(shared) as m:
+                    assert m[100] == data[100] and len(m) == 4096
+
+    def producer(i):
+        for n in range(rounds):
+            ring.put(pattern(i, n, 1000 + n % 3000))
+
+    def consumer():
+        dst = bytearray(4096)
+        for _ in range(rounds):
+            try:
+                nbytes, _seq = ring.get_into(dst, False)
+                check_pattern(bytes(dst[:nbytes]))
+                with ring.get_nowait() as f:
+                    check_pattern(bytes(f))
+            except Empty:
+                pass
+
+    workers = [live.start(exporter, name=f"exporter-{i}") for i in range(4)]
+    workers += [live.start(producer, i, name=f"producer-{i}") for i in range(2)]
+    workers += [live.start(consumer, name=f"consumer-{i}") for i in range(2)]
+    for w in workers:
+        w.value(timeout=120)
+    shared.release()
+    ring.clear()
+    all_free(ring)
+
+
 @pytest.mark.parametrize("policy", POLICIES)
 def test_immediate_shutdown_under_traffic_leaks_no_slot(FrameRing, live, policy):
     ring = FrameRing(4, 4096, policy)
