@@ -9,8 +9,6 @@ from cpython.dict cimport PyDict_GetItem
 from cpython.ref cimport PyObject
 
 
-
-
 cdef class ManagerCore:
     # set by BufferManager._bind(); public so the Python subclass can assign them
     cdef public object _shutdown_check
