@@ -122,6 +122,19 @@ class FrameQueue:
         if added and self._getters_waiting:
             self._not_empty.notify(added)
 
+    def _enter(self) -> None:
+        """Open a critical section: take the lock, refuse re-entry (module docstring)."""
+        self._mutex.acquire()
+        if self._busy:
+            self._mutex.release()
+            raise RuntimeError(_REENTRANT)
+        self._busy = True
+
+    def _leave(self) -> None:
+        """Close the critical section opened by _enter()."""
+        self._busy = False
+        self._mutex.release()
+
     def _wait_slice(self, cond: threading.Condition, deadline: float | None) -> bool:
         """Sleep at most WAIT_SLICE_S on ``cond``; False if the deadline already passed."""
         if deadline is None:
@@ -185,32 +198,29 @@ class FrameQueue:
         """Queue ``item``; return the item dropped by the overflow policy, or None."""
         block = bool(block)
         deadline = _deadline(block, timeout)
-        with self._mutex:
-            if self._busy:
-                raise RuntimeError(_REENTRANT)
-            self._busy = True
-            try:
-                if self._shutdown:
-                    raise ShutDown
-                maxsize = self._maxsize
-                if maxsize and len(self._queue) >= maxsize:
-                    if self._policy == _DROP_NEWEST:
-                        self._puts += 1
-                        self._dropped += 1
-                        return item
-                    if self._policy == _DROP_OLDEST:
-                        # The evicted item is returned to the caller, so its last
-                        # reference is not dropped here, under the lock.
-                        evicted = self._queue.popleft()
-                        self._dropped += 1
-                        self._retire(1)
-                        self._push(item)
-                        return evicted
-                    self._await_room(block, deadline, False)
-                self._push(item)
-                self._wake_getters(1)
-            finally:
-                self._busy = False
+        self._enter()
+        try:
+            if self._shutdown:
+                raise ShutDown
+            maxsize = self._maxsize
+            if maxsize and len(self._queue) >= maxsize:
+                if self._policy == _DROP_NEWEST:
+                    self._puts += 1
+                    self._dropped += 1
+                    return item
+                if self._policy == _DROP_OLDEST:
+                    # The evicted item is returned to the caller, so its last
+                    # reference is not dropped here, under the lock.
+                    evicted = self._queue.popleft()
+                    self._dropped += 1
+                    self._retire(1)
+                    self._push(item)
+                    return evicted
+                self._await_room(block, deadline, False)
+            self._push(item)
+            self._wake_getters(1)
+        finally:
+            self._leave()
         return None
 
     def put_nowait(self, item: Any) -> Any:
@@ -236,34 +246,31 @@ class FrameQueue:
         dropped: list[Any] = []
         added = 0
         waited = False
-        with self._mutex:
-            if self._busy:
-                raise RuntimeError(_REENTRANT)
-            self._busy = True
-            try:
-                maxsize, policy = self._maxsize, self._policy
-                for item in items:
-                    if self._shutdown:
-                        raise ShutDown
-                    if maxsize and len(self._queue) >= maxsize:
-                        if policy == _BLOCK:
-                            self._wake_getters(added)  # wake consumers before sleeping
-                            added = 0
-                            waited = self._await_room(block, deadline, waited)
-                        elif policy == _DROP_NEWEST:
-                            self._puts += 1
-                            self._dropped += 1
-                            dropped.append(item)
-                            continue
-                        else:
-                            dropped.append(self._queue.popleft())
-                            self._dropped += 1
-                            self._retire(1)
-                    self._push(item)
-                    added += 1
-            finally:
-                self._wake_getters(added)
-                self._busy = False
+        self._enter()
+        try:
+            maxsize, policy = self._maxsize, self._policy
+            for item in items:
+                if self._shutdown:
+                    raise ShutDown
+                if maxsize and len(self._queue) >= maxsize:
+                    if policy == _BLOCK:
+                        self._wake_getters(added)  # wake consumers before sleeping
+                        added = 0
+                        waited = self._await_room(block, deadline, waited)
+                    elif policy == _DROP_NEWEST:
+                        self._puts += 1
+                        self._dropped += 1
+                        dropped.append(item)
+                        continue
+                    else:
+                        dropped.append(self._queue.popleft())
+                        self._dropped += 1
+                        self._retire(1)
+                self._push(item)
+                added += 1
+        finally:
+            self._wake_getters(added)
+            self._leave()
         return dropped  # evicted items go to the caller; none released under the lock
 
     # ---- consumers ---------------------------------------------------------
@@ -272,17 +279,14 @@ class FrameQueue:
         """Remove and return the oldest item (Empty / ShutDown once drained)."""
         block = bool(block)
         deadline = _deadline(block, timeout)
-        with self._mutex:
-            if self._busy:
-                raise RuntimeError(_REENTRANT)
-            self._busy = True
-            try:
-                self._await_item(block, deadline)
-                item = self._queue.popleft()
-                self._gets += 1
-                self._wake_putters(1)
-            finally:
-                self._busy = False
+        self._enter()
+        try:
+            self._await_item(block, deadline)
+            item = self._queue.popleft()
+            self._gets += 1
+            self._wake_putters(1)
+        finally:
+            self._leave()
         return item
 
     def get_nowait(self) -> Any:
@@ -294,23 +298,20 @@ class FrameQueue:
         block = bool(block)
         deadline = _deadline(block, timeout)
         discarded = None
-        with self._mutex:
-            if self._busy:
-                raise RuntimeError(_REENTRANT)
-            self._busy = True
-            try:
-                self._await_item(block, deadline)
-                item = self._queue.pop()
-                self._gets += 1
-                n = len(self._queue)
-                if n:
-                    # O(1) swap; the old deque (and its items) is released after unlocking.
-                    discarded, self._queue = self._queue, deque()
-                    self._dropped += n
-                    self._retire(n)
-                self._wake_putters(n + 1)
-            finally:
-                self._busy = False
+        self._enter()
+        try:
+            self._await_item(block, deadline)
+            item = self._queue.pop()
+            self._gets += 1
+            n = len(self._queue)
+            if n:
+                # O(1) swap; the old deque (and its items) is released after unlocking.
+                discarded, self._queue = self._queue, deque()
+                self._dropped += n
+                self._retire(n)
+            self._wake_putters(n + 1)
+        finally:
+            self._leave()
         del discarded  # last references to the discarded items dropped outside the lock
         return item
 
@@ -321,19 +322,16 @@ class FrameQueue:
         max_items = check_max_items(max_items)
         block = bool(block)
         deadline = _deadline(block, timeout)
-        with self._mutex:
-            if self._busy:
-                raise RuntimeError(_REENTRANT)
-            self._busy = True
-            try:
-                self._await_item(block, deadline)
-                q = self._queue
-                popleft = q.popleft
-                out = [popleft() for _ in range(min(max_items, len(q)))]
-                self._gets += len(out)
-                self._wake_putters(len(out))
-            finally:
-                self._busy = False
+        self._enter()
+        try:
+            self._await_item(block, deadline)
+            q = self._queue
+            popleft = q.popleft
+            out = [popleft() for _ in range(min(max_items, len(q)))]
+            self._gets += len(out)
+            self._wake_putters(len(out))
+        finally:
+            self._leave()
         return out
 
     # ---- state ---------------------------------------------------------------
@@ -363,48 +361,39 @@ class FrameQueue:
 
     def task_done(self) -> None:
         """Mark one got item as processed (ValueError if none is outstanding)."""
-        with self._mutex:
-            if self._busy:
-                raise RuntimeError(_REENTRANT)
-            self._busy = True
-            try:
-                if self._unfinished == 0:
-                    raise ValueError(TASK_DONE_TOO_MANY)
-                self._retire(1)
-            finally:
-                self._busy = False
+        self._enter()
+        try:
+            if self._unfinished == 0:
+                raise ValueError(TASK_DONE_TOO_MANY)
+            self._retire(1)
+        finally:
+            self._leave()
 
     def join(self) -> None:
         """Block until every queued item was task_done()'d, dropped or cleared."""
-        with self._mutex:
-            if self._busy:
-                raise RuntimeError(_REENTRANT)
-            self._busy = True
-            try:
-                while self._unfinished:
-                    self._joiners_waiting += 1
-                    try:
-                        self._wait_slice(self._all_tasks_done, None)
-                    finally:
-                        self._joiners_waiting -= 1
-            finally:
-                self._busy = False
+        self._enter()
+        try:
+            while self._unfinished:
+                self._joiners_waiting += 1
+                try:
+                    self._wait_slice(self._all_tasks_done, None)
+                finally:
+                    self._joiners_waiting -= 1
+        finally:
+            self._leave()
 
     def clear(self) -> int:
         """Remove every queued item (counted as cleared); return how many."""
-        with self._mutex:
-            if self._busy:
-                raise RuntimeError(_REENTRANT)
-            self._busy = True
-            try:
-                # O(1) swap; the old deque (and its items) is released after unlocking.
-                old, self._queue = self._queue, deque()
-                n = len(old)
-                self._cleared += n
-                self._retire(n)
-                self._wake_putters(n)
-            finally:
-                self._busy = False
+        self._enter()
+        try:
+            # O(1) swap; the old deque (and its items) is released after unlocking.
+            old, self._queue = self._queue, deque()
+            n = len(old)
+            self._cleared += n
+            self._retire(n)
+            self._wake_putters(n)
+        finally:
+            self._leave()
         del old  # items' last references dropped outside the lock
         return n
 
@@ -412,45 +401,39 @@ class FrameQueue:
         """Shut down (CPython 3.13 semantics); ``immediate`` also empties the queue."""
         immediate = bool(immediate)
         old = None
-        with self._mutex:
-            if self._busy:
-                raise RuntimeError(_REENTRANT)
-            self._busy = True
-            try:
-                mode = _SHUT_IMMEDIATE if immediate else _SHUT_GRACEFUL
-                if self._shutdown < mode:
-                    self._shutdown = mode
-                if immediate:
-                    # O(1) swap; the old deque (and its items) is released after unlocking.
-                    old, self._queue = self._queue, deque()
-                    self._cleared += len(old)
-                    self._retire(len(old))
-                self._not_empty.notify_all()
-                self._not_full.notify_all()
-                self._all_tasks_done.notify_all()
-            finally:
-                self._busy = False
+        self._enter()
+        try:
+            mode = _SHUT_IMMEDIATE if immediate else _SHUT_GRACEFUL
+            if self._shutdown < mode:
+                self._shutdown = mode
+            if immediate:
+                # O(1) swap; the old deque (and its items) is released after unlocking.
+                old, self._queue = self._queue, deque()
+                self._cleared += len(old)
+                self._retire(len(old))
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+            self._all_tasks_done.notify_all()
+        finally:
+            self._leave()
         del old  # items' last references dropped outside the lock
 
     def stats(self) -> dict[str, int]:
         """Return a consistent snapshot of the counters."""
-        with self._mutex:
-            if self._busy:
-                raise RuntimeError(_REENTRANT)
-            self._busy = True
-            try:
-                return {
-                    "puts": self._puts,
-                    "gets": self._gets,
-                    "dropped": self._dropped,
-                    "cleared": self._cleared,
-                    "high_water": self._high_water,
-                    "size": len(self._queue),
-                    "maxsize": self._maxsize,
-                    "waits": self._waits,
-                }
-            finally:
-                self._busy = False
+        self._enter()
+        try:
+            return {
+                "puts": self._puts,
+                "gets": self._gets,
+                "dropped": self._dropped,
+                "cleared": self._cleared,
+                "high_water": self._high_water,
+                "size": len(self._queue),
+                "maxsize": self._maxsize,
+                "waits": self._waits,
+            }
+        finally:
+            self._leave()
 
     @property
     def maxsize(self) -> int:
