@@ -42,6 +42,7 @@ cdef extern from "bufmgr/pool.h" nogil:
     void bm_pool_reinit_after_fork(bm_pool *p)
     void bm_pool_lock(bm_pool *p)
     int bm_pool_trylock(bm_pool *p)
+    int bm_pool_trylock_spin(bm_pool *p, int spins)
     void bm_pool_unlock(bm_pool *p)
     unsigned char *bm_pool_slot_data(const bm_pool *p, size_t slot)
     const bm_slot *bm_pool_slot(const bm_pool *p, size_t slot)

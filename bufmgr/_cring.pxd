@@ -46,6 +46,7 @@ cdef extern from "bufmgr/ring.h" nogil:
     void bm_ring_reinit_after_fork(bm_ring *r)
     void bm_ring_lock(bm_ring *r)
     int bm_ring_trylock(bm_ring *r)
+    int bm_ring_trylock_spin(bm_ring *r, int spins)
     void bm_ring_unlock(bm_ring *r)
 
     int bm_ring_put_locked(bm_ring *r, void *item, int64_t deadline, int *waited, void **dropped)

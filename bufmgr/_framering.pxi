@@ -60,9 +60,10 @@ _FR_TOO_LARGE = _frc.RING_TOO_LARGE
 
 
 cdef inline void _fr_lock(bm_pool *p) noexcept:
-    # Same as _lock() for the ring: trylock with the GIL held, and detach from
-    # the GIL only to wait for a contended mutex (its holder never needs it).
-    if not bm_pool_trylock(p):
+    # Same as _lock() for the ring: take it with the GIL held, polling briefly
+    # when contended, and detach from the GIL only to block for it (its
+    # holder never needs the GIL).
+    if not bm_pool_trylock_spin(p, LOCK_SPINS):
         with nogil:
             bm_pool_lock(p)
 

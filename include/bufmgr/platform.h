@@ -32,6 +32,18 @@ typedef pthread_cond_t bm_cond_t;
 extern "C" {
 #endif
 
+/* A hint for busy-wait loops: lets the sibling hyper-thread run and saves
+ * power while we poll a lock that is about to be released. */
+#if defined(_WIN32)
+#  define bm_cpu_relax() YieldProcessor()
+#elif defined(__x86_64__) || defined(__i386__)
+#  define bm_cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__) || defined(__arm__)
+#  define bm_cpu_relax() __asm__ __volatile__("yield" ::: "memory")
+#else
+#  define bm_cpu_relax() ((void)0)
+#endif
+
 /* Result of a timed wait. Callers re-check their predicate either way. */
 #define BM_WAIT_WOKEN 0
 #define BM_WAIT_TIMEDOUT 1
@@ -133,6 +145,15 @@ static inline int bm_cond_wait_until(bm_cond_t *c, bm_mutex_t *m, int64_t deadli
 }
 
 #endif /* _WIN32 */
+
+/* trylock, then up to `spins` more tries with a CPU pause between them. */
+static inline int bm_mutex_trylock_spin(bm_mutex_t *m, int spins) {
+    for (;;) {
+        if (bm_mutex_trylock(m)) return 1;
+        if (spins-- <= 0) return 0;
+        bm_cpu_relax();
+    }
+}
 
 #ifdef __cplusplus
 }

@@ -171,6 +171,11 @@ static inline void bm_pool_destroy(bm_pool *p) {
 
 static inline void bm_pool_lock(bm_pool *p) { bm_mutex_lock(&p->mu); }
 static inline int bm_pool_trylock(bm_pool *p) { return bm_mutex_trylock(&p->mu); }
+/* See bm_ring_trylock_spin: critical sections here are O(1) too (frame
+ * bytes are copied outside the mutex). */
+static inline int bm_pool_trylock_spin(bm_pool *p, int spins) {
+    return bm_mutex_trylock_spin(&p->mu, spins);
+}
 static inline void bm_pool_unlock(bm_pool *p) { bm_mutex_unlock(&p->mu); }
 
 static inline unsigned char *bm_pool_slot_data(const bm_pool *p, size_t slot) {

@@ -81,6 +81,9 @@ typedef struct {
     int shutdown;
     size_t unfinished; /* for join(): put and not yet task_done/dropped */
     unsigned getters_waiting, putters_waiting, joiners_waiting;
+    /* Of the waiting getters/putters, how many already have a wake-up on
+     * its way (see bm__wake). Never more than the matching *_waiting. */
+    unsigned getters_signaled, putters_signaled, joiners_signaled;
     uint64_t puts, gets, dropped, cleared, waits;
     size_t high_water;
 } bm_ring;
@@ -135,10 +138,20 @@ static inline void bm_ring_reinit_after_fork(bm_ring *r) {
     bm_cond_init(&r->not_full);
     bm_cond_init(&r->all_done);
     r->getters_waiting = r->putters_waiting = r->joiners_waiting = 0;
+    r->getters_signaled = r->putters_signaled = r->joiners_signaled = 0;
 }
 
 static inline void bm_ring_lock(bm_ring *r) { bm_mutex_lock(&r->mu); }
 static inline int bm_ring_trylock(bm_ring *r) { return bm_mutex_trylock(&r->mu); }
+
+/* Try to take the mutex, polling up to `spins` more times before giving
+ * up. Every critical section is a handful of pointer moves and no holder
+ * waits while holding the mutex (waits release it), so a running holder
+ * lets go within about a hundred ns: polling is far cheaper than blocking,
+ * which for a Python caller means handing the GIL to another thread. */
+static inline int bm_ring_trylock_spin(bm_ring *r, int spins) {
+    return bm_mutex_trylock_spin(&r->mu, spins);
+}
 static inline void bm_ring_unlock(bm_ring *r) { bm_mutex_unlock(&r->mu); }
 
 /* ---- internals (mutex held) ------------------------------------------- */
@@ -197,16 +210,39 @@ static inline void bm__retire(bm_ring *r, size_t n) {
     if (r->unfinished == 0 && r->joiners_waiting) bm_cond_broadcast(&r->all_done);
 }
 
+/* Wake sleepers on `cv` for `n` new items (or free places). `waiting`
+ * threads sleep there and `*signaled` of them already have a wake-up on its
+ * way, so only the others need one: a consumer draining a full queue past
+ * seven parked producers sends seven signals, not one per item (a redundant
+ * pthread_cond_signal still takes the condvar's internal lock and often
+ * makes a futex syscall). */
+static inline void bm__wake(bm_cond_t *cv, unsigned waiting, unsigned *signaled, size_t n) {
+    if (!n || waiting == *signaled) return;
+    if (n == 1) {
+        bm_cond_signal(cv);
+        (*signaled)++;
+    } else {
+        bm_cond_broadcast(cv);
+        *signaled = waiting;
+    }
+}
+
+/* Bookkeeping after any return from a wait. We cannot tell a wake-up from a
+ * timeout or a spurious return, so we assume we took a pending wake-up:
+ * that can only under-count the wake-ups in flight, which costs a spare
+ * signal later and never leaves a sleeper without one. */
+#define BM__WAIT_DONE(waiting, signaled) \
+    do {                                  \
+        (waiting)--;                      \
+        if (signaled) (signaled)--;       \
+    } while (0)
+
 static inline void bm__wake_putters(bm_ring *r, size_t freed) {
-    if (!r->putters_waiting || !freed) return;
-    if (freed == 1) bm_cond_signal(&r->not_full);
-    else bm_cond_broadcast(&r->not_full);
+    bm__wake(&r->not_full, r->putters_waiting, &r->putters_signaled, freed);
 }
 
 static inline void bm__wake_getters(bm_ring *r, size_t added) {
-    if (!r->getters_waiting || !added) return;
-    if (added == 1) bm_cond_signal(&r->not_empty);
-    else bm_cond_broadcast(&r->not_empty);
+    bm__wake(&r->not_empty, r->getters_waiting, &r->getters_signaled, added);
 }
 
 static inline void bm__count_wait(bm_ring *r, int *waited) {
@@ -220,7 +256,8 @@ static inline void bm__count_wait(bm_ring *r, int *waited) {
  * ready, BM_SHUTDOWN, BM_TIMEOUT, or `nowait_status` for BM_NOWAIT.
  * Every wake-up re-checks the predicate, so a signal is never wasted on a
  * thread that then gives up while the condition holds (faster-fifo #24). */
-#define BM__WAIT_FOR(r, cond, counter, ready, stop_on_shutdown, deadline, waited, nowait_status) \
+#define BM__WAIT_FOR(r, cond, counter, signaled, ready, stop_on_shutdown, deadline, waited,       \
+                     nowait_status)                                                            \
     do {                                                                                      \
         while (!(ready)) {                                                                    \
             if ((stop_on_shutdown) && (r)->shutdown) return BM_SHUTDOWN;                      \
@@ -228,7 +265,7 @@ static inline void bm__count_wait(bm_ring *r, int *waited) {
             bm__count_wait((r), (waited));                                                    \
             (r)->counter++;                                                                   \
             int bm__rc = bm_cond_wait_until(&(r)->cond, &(r)->mu, (deadline));                \
-            (r)->counter--;                                                                   \
+            BM__WAIT_DONE((r)->counter, (r)->signaled);                                       \
             if (bm__rc == BM_WAIT_TIMEDOUT && !(ready)) {                                     \
                 if ((stop_on_shutdown) && (r)->shutdown) return BM_SHUTDOWN;                  \
                 return BM_TIMEOUT;                                                            \
@@ -263,7 +300,7 @@ static inline int bm_ring_put_locked(bm_ring *r, void *item, int64_t deadline, i
             (void)st;
             return BM_OK;
         }
-        BM__WAIT_FOR(r, not_full, putters_waiting, !bm__full(r) || r->shutdown, 0, deadline,
+        BM__WAIT_FOR(r, not_full, putters_waiting, putters_signaled, !bm__full(r) || r->shutdown, 0, deadline,
                      waited, BM_FULL);
         if (r->shutdown) return BM_SHUTDOWN;
     }
@@ -296,7 +333,7 @@ static inline size_t bm_ring_put_many_locked(bm_ring *r, void *const *items, siz
                     bm__count_wait(r, waited);
                     r->putters_waiting++;
                     int rc = bm_cond_wait_until(&r->not_full, &r->mu, deadline);
-                    r->putters_waiting--;
+                    BM__WAIT_DONE(r->putters_waiting, r->putters_signaled);
                     if (rc == BM_WAIT_TIMEDOUT && bm__full(r) && !r->shutdown) {
                         st = BM_TIMEOUT;
                         break;
@@ -322,7 +359,7 @@ static inline size_t bm_ring_put_many_locked(bm_ring *r, void *const *items, siz
 
 /* Get the oldest item into *out. */
 static inline int bm_ring_get_locked(bm_ring *r, int64_t deadline, int *waited, void **out) {
-    BM__WAIT_FOR(r, not_empty, getters_waiting, r->count > 0, 1, deadline, waited, BM_EMPTY);
+    BM__WAIT_FOR(r, not_empty, getters_waiting, getters_signaled, r->count > 0, 1, deadline, waited, BM_EMPTY);
     *out = bm__pop_front(r);
     r->gets++;
     bm__wake_putters(r, 1);
@@ -344,7 +381,7 @@ static inline int bm_ring_get_latest_locked(bm_ring *r, int64_t deadline, int *w
                                             void **out, bm_items *discarded) {
     discarded->buf = NULL;
     discarded->cap = discarded->head = discarded->count = 0;
-    BM__WAIT_FOR(r, not_empty, getters_waiting, r->count > 0, 1, deadline, waited, BM_EMPTY);
+    BM__WAIT_FOR(r, not_empty, getters_waiting, getters_signaled, r->count > 0, 1, deadline, waited, BM_EMPTY);
     *out = bm__pop_back(r);
     r->gets++;
     size_t n = r->count;
@@ -389,6 +426,8 @@ static inline void bm_ring_shutdown_locked(bm_ring *r, int immediate, bm_items *
     bm_cond_broadcast(&r->not_empty);
     bm_cond_broadcast(&r->not_full);
     bm_cond_broadcast(&r->all_done);
+    r->getters_signaled = r->getters_waiting;
+    r->putters_signaled = r->putters_waiting;
 }
 
 static inline int bm_ring_task_done_locked(bm_ring *r) {
@@ -399,8 +438,8 @@ static inline int bm_ring_task_done_locked(bm_ring *r) {
 
 /* Wait until every item put was task_done()'d, dropped or cleared. */
 static inline int bm_ring_join_locked(bm_ring *r, int64_t deadline) {
-    BM__WAIT_FOR(r, all_done, joiners_waiting, r->unfinished == 0, 0, deadline, NULL,
-                 BM_TIMEOUT);
+    BM__WAIT_FOR(r, all_done, joiners_waiting, joiners_signaled, r->unfinished == 0, 0, deadline,
+                 NULL, BM_TIMEOUT);
     return BM_OK;
 }
 

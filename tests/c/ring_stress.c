@@ -35,6 +35,11 @@ static void check_cons_locked(const bm_ring *r) {
     CHECK(!s.maxsize || s.high_water <= s.maxsize, "high_water %zu > maxsize %zu", s.high_water,
           s.maxsize);
     CHECK(s.size <= s.unfinished, "size %zu > unfinished %zu", s.size, s.unfinished);
+    /* wake-up accounting (bm__wake): never more in flight than sleepers */
+    CHECK(r->getters_signaled <= r->getters_waiting, "getters signaled %u > waiting %u",
+          r->getters_signaled, r->getters_waiting);
+    CHECK(r->putters_signaled <= r->putters_waiting, "putters signaled %u > waiting %u",
+          r->putters_signaled, r->putters_waiting);
 }
 
 /* ---- a scenario's items and their fates ---------------------------------- */
