@@ -22,7 +22,7 @@ def extensions():
         "bufmgr._ring",
         ["bufmgr/_ring.pyx"],
         include_dirs=["include"],
-        depends=["include/bufmgr/ring.h", "include/bufmgr/pool.h", "include/bufmgr/platform.h", "bufmgr/_cring.pxd", "bufmgr/_framering.pxi", "bufmgr/_mgrcore.pxi"],
+        depends=["include/bufmgr/ring.h", "include/bufmgr/pool.h", "include/bufmgr/platform.h", "bufmgr/_cring.pxd", "bufmgr/_cpool.pxd", "bufmgr/_framering.pxi", "bufmgr/_mgrcore.pxi"],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
