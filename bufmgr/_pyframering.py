@@ -154,7 +154,7 @@ class Frame:
         finally:
             ring._close_view(self, view)
 
-    def __buffer__(self, flags: int) -> memoryview:  # PEP 688 (Python 3.12+)
+    def __buffer__(self, flags: int, /) -> memoryview:  # PEP 688 (Python 3.12+)
         if flags & _PyBUF_WRITABLE:
             raise BufferError("Frame is read-only")
         ring = self._ring
@@ -162,7 +162,7 @@ class Frame:
             raise _common.frame_released()
         return ring._open_view(self)
 
-    def __release_buffer__(self, view: memoryview) -> None:  # PEP 688
+    def __release_buffer__(self, view: memoryview, /) -> None:  # PEP 688
         ring = self._ring
         if ring is None:  # pragma: no cover - an exporting frame keeps its ring
             view.release()
@@ -195,7 +195,7 @@ class Frame:
     def __enter__(self) -> Frame:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.release()
 
     def __del__(self) -> None:
