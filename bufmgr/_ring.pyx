@@ -56,8 +56,8 @@ cdef inline void _lock(bm_ring *r) noexcept:
     # O(1) pointer move or coming back from a wait, and never needs the GIL
     # while it holds the mutex (invariant 1), so it lets go soon. Detaching
     # instead costs a GIL hand-off to another thread and back; measured with
-    # bench/scaling.py on 2 cores, polling took 2P x 2C from 3.8 to 6.3 M
-    # items/s. Only a holder that stays away (preempted) makes us detach
+    # bench/scaling.py on 2 cores, polling took 2P x 2C from about 4 to about
+    # 6.5 M items/s (README, "Many-core scaling"). Only a holder that stays away (preempted) makes us detach
     # from the GIL and block, so the holder and other Python threads keep
     # running; on free-threaded builds that also avoids blocking attached.
     if not bm_ring_trylock_spin(r, LOCK_SPINS):

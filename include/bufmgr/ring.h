@@ -204,18 +204,13 @@ static inline void *bm__pop_back(bm_ring *r) {
     return r->buf[j];
 }
 
-/* An item left the queue without being got: it counts as done for join(). */
-static inline void bm__retire(bm_ring *r, size_t n) {
-    r->unfinished = r->unfinished > n ? r->unfinished - n : 0;
-    if (r->unfinished == 0 && r->joiners_waiting) bm_cond_broadcast(&r->all_done);
-}
-
-/* Wake sleepers on `cv` for `n` new items (or free places). `waiting`
- * threads sleep there and `*signaled` of them already have a wake-up on its
- * way, so only the others need one: a consumer draining a full queue past
- * seven parked producers sends seven signals, not one per item (a redundant
- * pthread_cond_signal still takes the condvar's internal lock and often
- * makes a futex syscall). */
+/* Wake sleepers on `cv` for `n` new items or free places (BM__ALL: all of
+ * them, for shutdown or join). `waiting` threads sleep there and `*signaled`
+ * of them already have a wake-up on its way, so only the others need one: a
+ * consumer draining a full queue past seven parked producers sends seven
+ * signals, not one per item (a redundant pthread_cond_signal still takes the
+ * condvar's internal lock and often makes a futex syscall). */
+#define BM__ALL SIZE_MAX
 static inline void bm__wake(bm_cond_t *cv, unsigned waiting, unsigned *signaled, size_t n) {
     if (!n || waiting == *signaled) return;
     if (n == 1) {
@@ -236,6 +231,13 @@ static inline void bm__wake(bm_cond_t *cv, unsigned waiting, unsigned *signaled,
         (waiting)--;                      \
         if (signaled) (signaled)--;       \
     } while (0)
+
+/* An item left the queue without being got: it counts as done for join(). */
+static inline void bm__retire(bm_ring *r, size_t n) {
+    r->unfinished = r->unfinished > n ? r->unfinished - n : 0;
+    if (r->unfinished == 0)
+        bm__wake(&r->all_done, r->joiners_waiting, &r->joiners_signaled, BM__ALL);
+}
 
 static inline void bm__wake_putters(bm_ring *r, size_t freed) {
     bm__wake(&r->not_full, r->putters_waiting, &r->putters_signaled, freed);
@@ -300,8 +302,8 @@ static inline int bm_ring_put_locked(bm_ring *r, void *item, int64_t deadline, i
             (void)st;
             return BM_OK;
         }
-        BM__WAIT_FOR(r, not_full, putters_waiting, putters_signaled, !bm__full(r) || r->shutdown, 0, deadline,
-                     waited, BM_FULL);
+        BM__WAIT_FOR(r, not_full, putters_waiting, putters_signaled, !bm__full(r) || r->shutdown, 0,
+                     deadline, waited, BM_FULL);
         if (r->shutdown) return BM_SHUTDOWN;
     }
     if (bm__push(r, item) != BM_OK) return BM_NOMEM;
@@ -359,7 +361,8 @@ static inline size_t bm_ring_put_many_locked(bm_ring *r, void *const *items, siz
 
 /* Get the oldest item into *out. */
 static inline int bm_ring_get_locked(bm_ring *r, int64_t deadline, int *waited, void **out) {
-    BM__WAIT_FOR(r, not_empty, getters_waiting, getters_signaled, r->count > 0, 1, deadline, waited, BM_EMPTY);
+    BM__WAIT_FOR(r, not_empty, getters_waiting, getters_signaled, r->count > 0, 1, deadline, waited,
+                 BM_EMPTY);
     *out = bm__pop_front(r);
     r->gets++;
     bm__wake_putters(r, 1);
@@ -381,7 +384,8 @@ static inline int bm_ring_get_latest_locked(bm_ring *r, int64_t deadline, int *w
                                             void **out, bm_items *discarded) {
     discarded->buf = NULL;
     discarded->cap = discarded->head = discarded->count = 0;
-    BM__WAIT_FOR(r, not_empty, getters_waiting, getters_signaled, r->count > 0, 1, deadline, waited, BM_EMPTY);
+    BM__WAIT_FOR(r, not_empty, getters_waiting, getters_signaled, r->count > 0, 1, deadline, waited,
+                 BM_EMPTY);
     *out = bm__pop_back(r);
     r->gets++;
     size_t n = r->count;
@@ -423,11 +427,9 @@ static inline void bm_ring_shutdown_locked(bm_ring *r, int immediate, bm_items *
     if (r->shutdown < (immediate ? BM_SHUT_IMMEDIATE : BM_SHUT_GRACEFUL))
         r->shutdown = immediate ? BM_SHUT_IMMEDIATE : BM_SHUT_GRACEFUL;
     if (immediate && out) bm_ring_clear_locked(r, out);
-    bm_cond_broadcast(&r->not_empty);
-    bm_cond_broadcast(&r->not_full);
-    bm_cond_broadcast(&r->all_done);
-    r->getters_signaled = r->getters_waiting;
-    r->putters_signaled = r->putters_waiting;
+    bm__wake(&r->not_empty, r->getters_waiting, &r->getters_signaled, BM__ALL);
+    bm__wake(&r->not_full, r->putters_waiting, &r->putters_signaled, BM__ALL);
+    bm__wake(&r->all_done, r->joiners_waiting, &r->joiners_signaled, BM__ALL);
 }
 
 static inline int bm_ring_task_done_locked(bm_ring *r) {
