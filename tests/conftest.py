@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import signal
 import sys
 import threading
 import time
@@ -64,6 +65,29 @@ def _real_stderr_fd(config) -> int:
         return sys.__stderr__.fileno()
     except Exception:
         return 2
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sigint_raises_keyboardinterrupt():
+    """Give SIGINT its interactive meaning for the whole run.
+
+    A shell without job control starts `pytest &` with SIGINT ignored, and a
+    Python that starts with SIGINT ignored installs no KeyboardInterrupt
+    handler; its children inherit the same. The Ctrl+C tests would then
+    skip, or wait out their timeout on a `bufmgr demo` that cannot be
+    stopped. A handler set here is reset to the default in every child at
+    exec, so the children get Python's usual handler too."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGINT"):
+        yield
+        return
+    old = signal.getsignal(signal.SIGINT)
+    if old is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if old is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, old)
 
 
 @pytest.fixture(autouse=True)
