@@ -61,11 +61,12 @@ _FR_TOO_LARGE = _frc.RING_TOO_LARGE
 
 cdef inline void _fr_lock(bm_pool *p) noexcept:
     # Same as _lock() for the ring: take it with the GIL held, polling briefly
-    # when contended, and detach from the GIL only to block for it (its
-    # holder never needs the GIL).
-    if not bm_pool_trylock_spin(p, LOCK_SPINS):
+    # when contended; wait for a holder that stays away with the GIL
+    # released, and never hold the mutex while taking the GIL back.
+    while not bm_pool_trylock_spin(p, LOCK_SPINS):
         with nogil:
             bm_pool_lock(p)
+            bm_pool_unlock(p)
 
 
 cdef inline void _fr_copy(void *dst, const void *src, size_t n) noexcept:
@@ -553,8 +554,8 @@ cdef class FrameRing:
 
 
 # -- fork safety (as for FrameQueue above) --------------------------------------
-# Before fork every live ring's mutex is taken (no thread holds two mutexes,
-# and holders never need the GIL); the parent releases them, the child
+# Before fork every live ring's mutex is taken (why the forking thread cannot
+# deadlock: see FrameQueue's fork comment); the parent releases them, the child
 # re-creates them and frees the slots of threads that do not exist there
 # (a put or get_into caught mid-copy). Frames got before the fork stay valid.
 _fr_live_rings = weakref.WeakSet()

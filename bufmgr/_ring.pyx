@@ -57,12 +57,16 @@ cdef inline void _lock(bm_ring *r) noexcept:
     # while it holds the mutex (invariant 1), so it lets go soon. Detaching
     # instead costs a GIL hand-off to another thread and back; measured with
     # bench/scaling.py on 2 cores, polling took 2P x 2C from about 4 to about
-    # 6.5 M items/s (README, "Many-core scaling"). Only a holder that stays away (preempted) makes us detach
-    # from the GIL and block, so the holder and other Python threads keep
-    # running; on free-threaded builds that also avoids blocking attached.
-    if not bm_ring_trylock_spin(r, LOCK_SPINS):
+    # 6.5 M items/s (README, "Many-core scaling").
+    while not bm_ring_trylock_spin(r, LOCK_SPINS):
+        # The holder stays away (preempted): wait for it with the GIL
+        # released, so it and other Python threads keep running -- but do
+        # not keep the mutex while we take the GIL back (invariant 1: a
+        # thread holding the mutex never waits for the GIL), so let go and
+        # try again with the GIL.
         with nogil:
             bm_ring_lock(r)
+            bm_ring_unlock(r)
 
 
 cdef inline double _timeout_seconds(object timeout) except -2.0:
@@ -560,10 +564,14 @@ cdef int _fq_clear(PyObject *o) noexcept:
 # -- fork safety ---------------------------------------------------------------
 # A child process inherits every queue's mutex in whatever state some thread
 # of the parent left it (bpo-40089). Before fork we take every live queue's
-# mutex (no thread ever holds two, so there is no lock-order problem, and
-# holders never need the GIL), so no ring is caught half-updated; the parent
-# then releases them and the child re-creates them. Waiters of the parent do
-# not exist in the child; queued items and counters are kept.
+# mutex, so no ring is caught half-updated; the parent then releases them and
+# the child re-creates them. Waiters of the parent do not exist in the child;
+# queued items and counters are kept. The forking thread is the one thread
+# that holds several mutexes, and the one that may wait for the GIL while it
+# holds some (between two _lock calls). Neither can deadlock: every other
+# thread holds at most one ring mutex at a time, and no thread ever blocks on
+# a ring mutex while it holds the GIL (_lock polls, then waits with the GIL
+# released).
 _live_queues = weakref.WeakSet()
 _locked_for_fork = []
 
