@@ -43,6 +43,18 @@ cdef dict _POLICIES = {
 }
 
 
+cdef extern from *:
+    """
+    #ifdef Py_GIL_DISABLED
+    #define BM_GIL_EXCLUDES 0
+    #else
+    #define BM_GIL_EXCLUDES 1
+    #endif
+    """
+    # 1 where holding the GIL excludes every other Python thread.
+    const bint BM_GIL_EXCLUDES
+
+
 cdef extern from "Python.h":
     # cpython.list's PyList_SET_ITEM wants an object; we hand over a raw,
     # already-owned reference (the ring's), so declare the stealing form.
@@ -67,6 +79,41 @@ cdef inline void _lock(bm_ring *r) noexcept:
         with nogil:
             bm_ring_lock(r)
             bm_ring_unlock(r)
+
+
+cdef inline void _enter(FrameQueue q) noexcept:
+    # Start a critical section on q's ring, GIL held. On a GIL build, while
+    # no thread is detached in q (waiting in it without the GIL), holding the
+    # GIL already excludes everyone who could touch the ring: skip the mutex
+    # and its two atomic operations (about 5 ns per call once a process has
+    # threads). A thread detaches only after counting itself, with the GIL,
+    # and our critical sections never release the GIL (no Python code runs
+    # in them: invariant 1), so the count cannot change before _leave.
+    if BM_GIL_EXCLUDES and q.detached == 0:
+        return
+    _lock(&q.ring)  # may release the GIL while it waits; holds the mutex after
+    if BM_GIL_EXCLUDES:
+        q.held = True
+
+
+cdef inline void _leave(FrameQueue q) noexcept:
+    if BM_GIL_EXCLUDES:
+        if not q.held:
+            return
+        q.held = False
+    bm_ring_unlock(&q.ring)
+
+
+cdef inline void _detaching(FrameQueue q) noexcept:
+    # Before a section that may touch q's ring without the GIL (see _enter).
+    if BM_GIL_EXCLUDES:
+        q.detached += 1
+
+
+cdef inline void _reattached(FrameQueue q) noexcept:
+    # After it, with the GIL back and the mutex released.
+    if BM_GIL_EXCLUDES:
+        q.detached -= 1
 
 
 cdef inline double _timeout_seconds(object timeout) except -2.0:
@@ -141,6 +188,11 @@ cdef class FrameQueue:
 
     cdef bm_ring ring
     cdef bint ready
+    # GIL builds only (see _enter): threads that may be touching the ring
+    # without the GIL (waiting in it), and whether the thread in a critical
+    # section took the mutex. Both are read and written with the GIL held.
+    cdef int detached
+    cdef bint held
     cdef readonly object overflow
     cdef readonly Py_ssize_t maxsize
     cdef object __weakref__
@@ -175,6 +227,7 @@ cdef class FrameQueue:
         cdef int st = BM_TIMEOUT
         cdef int64_t deadline = _deadline(seconds)
         cdef bm_ring *r = &self.ring
+        _detaching(self)
         try:
             while True:
                 with nogil:
@@ -187,6 +240,8 @@ cdef class FrameQueue:
         except BaseException:
             Py_XDECREF(item)  # never queued: give our reference back
             raise
+        finally:
+            _reattached(self)
         if st != BM_OK:
             Py_XDECREF(item)
             _raise_status(st, False)
@@ -196,9 +251,9 @@ cdef class FrameQueue:
         cdef void *dropped = NULL
         cdef int st
         Py_INCREF(item)  # the ring's reference, taken before locking (invariant 1)
-        _lock(&self.ring)
+        _enter(self)
         st = bm_ring_put_locked(&self.ring, <void *>item, BM_NOWAIT, NULL, &dropped)
-        bm_ring_unlock(&self.ring)
+        _leave(self)
         if st == BM_OK:
             if dropped == NULL:
                 return None
@@ -256,22 +311,26 @@ cdef class FrameQueue:
             ptrs[i] = <void *>batch[i]
             Py_INCREF(batch[i])  # the ring's references, before locking
         try:
-            _lock(r)
+            _enter(self)
             done = bm_ring_put_many_locked(r, ptrs, n, BM_NOWAIT, &waited, dropped, &nd, &st)
-            bm_ring_unlock(r)
+            _leave(self)
             if st == BM_FULL and block:
                 deadline = _deadline(seconds)
                 st = BM_TIMEOUT
-                while True:
-                    with nogil:
-                        bm_ring_lock(r)
-                        done += bm_ring_put_many_locked(r, ptrs + done, n - done,
-                                                        _slice_end(deadline), &waited,
-                                                        dropped, &nd, &st)
-                        bm_ring_unlock(r)
-                    if st != BM_TIMEOUT or _expired(deadline):
-                        break
-                    PyErr_CheckSignals()
+                _detaching(self)
+                try:
+                    while True:
+                        with nogil:
+                            bm_ring_lock(r)
+                            done += bm_ring_put_many_locked(r, ptrs + done, n - done,
+                                                            _slice_end(deadline), &waited,
+                                                            dropped, &nd, &st)
+                            bm_ring_unlock(r)
+                        if st != BM_TIMEOUT or _expired(deadline):
+                            break
+                        PyErr_CheckSignals()
+                finally:
+                    _reattached(self)
             result = PyList_New(nd)
             for i in range(<Py_ssize_t>nd):
                 PyList_SET_ITEM_raw(result, i, <PyObject *>dropped[i])  # steals
@@ -296,27 +355,31 @@ cdef class FrameQueue:
         cdef int st = BM_TIMEOUT
         cdef int64_t deadline = _deadline(seconds)
         cdef bm_ring *r = &self.ring
-        while True:
-            with nogil:
-                bm_ring_lock(r)
-                if discarded != NULL:
-                    st = bm_ring_get_latest_locked(r, _slice_end(deadline), &waited, out,
-                                                   discarded)
-                else:
-                    st = bm_ring_get_locked(r, _slice_end(deadline), &waited, out)
-                    if st == BM_OK and want:
-                        nextra[0] = bm_ring_pop_many_locked(r, extra, want)
-                bm_ring_unlock(r)
-            if st != BM_TIMEOUT or _expired(deadline):
-                return st
-            PyErr_CheckSignals()
+        _detaching(self)
+        try:
+            while True:
+                with nogil:
+                    bm_ring_lock(r)
+                    if discarded != NULL:
+                        st = bm_ring_get_latest_locked(r, _slice_end(deadline), &waited, out,
+                                                       discarded)
+                    else:
+                        st = bm_ring_get_locked(r, _slice_end(deadline), &waited, out)
+                        if st == BM_OK and want:
+                            nextra[0] = bm_ring_pop_many_locked(r, extra, want)
+                    bm_ring_unlock(r)
+                if st != BM_TIMEOUT or _expired(deadline):
+                    return st
+                PyErr_CheckSignals()
+        finally:
+            _reattached(self)
 
     cdef inline object _get(self, bint block, double seconds):
         cdef void *out = NULL
         cdef int st
-        _lock(&self.ring)
+        _enter(self)
         st = bm_ring_get_locked(&self.ring, BM_NOWAIT, NULL, &out)
-        bm_ring_unlock(&self.ring)
+        _leave(self)
         if st == BM_EMPTY and block:
             st = self._get_wait(seconds, &out, NULL, NULL, 0, NULL)
         if st == BM_OK:
@@ -351,11 +414,11 @@ cdef class FrameQueue:
         if block:
             seconds = _timeout_seconds(timeout)
         want = <size_t>(limit - 1) if <size_t>(limit - 1) < CHUNK else CHUNK
-        _lock(r)
+        _enter(self)
         st = bm_ring_get_locked(r, BM_NOWAIT, NULL, &first)
         if st == BM_OK and want:
             got = bm_ring_pop_many_locked(r, buf, want)
-        bm_ring_unlock(r)
+        _leave(self)
         if st == BM_EMPTY and block:
             st = self._get_wait(seconds, &first, buf, &got, want, NULL)
         if st != BM_OK:
@@ -369,9 +432,9 @@ cdef class FrameQueue:
             if got < want or limit <= 0:
                 return result
             want = <size_t>limit if <size_t>limit < CHUNK else CHUNK
-            _lock(r)
+            _enter(self)
             got = bm_ring_pop_many_locked(r, buf, want)
-            bm_ring_unlock(r)
+            _leave(self)
 
     def get_latest(self, block=True, timeout=None):
         """Return the newest item; every older queued item is discarded and
@@ -382,9 +445,9 @@ cdef class FrameQueue:
         cdef int st
         if block:
             seconds = _timeout_seconds(timeout)
-        _lock(&self.ring)
+        _enter(self)
         st = bm_ring_get_latest_locked(&self.ring, BM_NOWAIT, NULL, &out, &discarded)
-        bm_ring_unlock(&self.ring)
+        _leave(self)
         if st == BM_EMPTY and block:
             st = self._get_wait(seconds, &out, NULL, NULL, 0, &discarded)
         if st != BM_OK:
@@ -398,9 +461,9 @@ cdef class FrameQueue:
     def task_done(self):
         """Mark one got item as processed (queue.Queue.task_done)."""
         cdef int st
-        _lock(&self.ring)
+        _enter(self)
         st = bm_ring_task_done_locked(&self.ring)
-        bm_ring_unlock(&self.ring)
+        _leave(self)
         if st == BM_INVALID:
             raise ValueError(_errors.TASK_DONE_TOO_MANY)
 
@@ -408,16 +471,22 @@ cdef class FrameQueue:
         """Block until every item put was task_done()'d, dropped or cleared."""
         cdef int st
         cdef bm_ring *r = &self.ring
-        _lock(r)
+        _enter(self)
         st = bm_ring_join_locked(r, BM_NOWAIT)
-        bm_ring_unlock(r)
-        while st != BM_OK:
-            with nogil:
-                bm_ring_lock(r)
-                st = bm_ring_join_locked(r, _slice_end(BM_FOREVER))
-                bm_ring_unlock(r)
-            if st != BM_OK:
-                PyErr_CheckSignals()
+        _leave(self)
+        if st == BM_OK:
+            return
+        _detaching(self)
+        try:
+            while st != BM_OK:
+                with nogil:
+                    bm_ring_lock(r)
+                    st = bm_ring_join_locked(r, _slice_end(BM_FOREVER))
+                    bm_ring_unlock(r)
+                if st != BM_OK:
+                    PyErr_CheckSignals()
+        finally:
+            _reattached(self)
 
     def shutdown(self, immediate=False):
         """Shut down (CPython 3.13 semantics): puts raise ShutDown, gets drain
@@ -425,18 +494,18 @@ cdef class FrameQueue:
         cleared) so join() returns. Every blocked caller wakes up."""
         cdef bm_items items
         cdef bint imm = bool(immediate)
-        _lock(&self.ring)
+        _enter(self)
         bm_ring_shutdown_locked(&self.ring, imm, &items)
-        bm_ring_unlock(&self.ring)
+        _leave(self)
         _release(&items)
 
     def clear(self):
         """Remove every queued item (counted as cleared); return how many."""
         cdef bm_items items
         cdef size_t n
-        _lock(&self.ring)
+        _enter(self)
         n = bm_ring_clear_locked(&self.ring, &items)
-        bm_ring_unlock(&self.ring)
+        _leave(self)
         _release(&items)
         return n
 
@@ -445,9 +514,9 @@ cdef class FrameQueue:
     def qsize(self):
         """Number of items queued now."""
         cdef size_t n
-        _lock(&self.ring)
+        _enter(self)
         n = self.ring.count
-        bm_ring_unlock(&self.ring)
+        _leave(self)
         return n
 
     def __len__(self):
@@ -465,27 +534,27 @@ cdef class FrameQueue:
     def unfinished_tasks(self):
         """Items put and not yet task_done(), dropped or cleared."""
         cdef size_t n
-        _lock(&self.ring)
+        _enter(self)
         n = self.ring.unfinished
-        bm_ring_unlock(&self.ring)
+        _leave(self)
         return n
 
     @property
     def is_shutdown(self):
         """True once shutdown() was called."""
         cdef int s
-        _lock(&self.ring)
+        _enter(self)
         s = self.ring.shutdown
-        bm_ring_unlock(&self.ring)
+        _leave(self)
         return s != 0
 
     def stats(self):
         """Counters as a dict: puts, gets, dropped, cleared, high_water, size,
         maxsize, waits. At a quiet moment puts == gets + dropped + cleared + size."""
         cdef bm_stats s
-        _lock(&self.ring)
+        _enter(self)
         bm_ring_stats_locked(&self.ring, &s)
-        bm_ring_unlock(&self.ring)
+        _leave(self)
         return {
             "puts": s.puts,
             "gets": s.gets,
@@ -497,11 +566,17 @@ cdef class FrameQueue:
             "waits": s.waits,
         }
 
+    def _gil_state(self):
+        """For tests: (threads counted as detached, critical section open);
+        (0, False) whenever no call on this queue is in progress. Always
+        (0, False) on free-threaded builds, which always take the mutex."""
+        return self.detached, self.held
+
     def __repr__(self):
         cdef bm_stats s
-        _lock(&self.ring)
+        _enter(self)
         bm_ring_stats_locked(&self.ring, &s)
-        bm_ring_unlock(&self.ring)
+        _leave(self)
         return "<bufmgr.FrameQueue size=%d maxsize=%d overflow=%r dropped=%d%s>" % (
             s.size, self.maxsize, self.overflow, s.dropped, " shutdown" if s.shutdown else "")
 
@@ -603,6 +678,8 @@ def _after_fork_child():
     _locked_for_fork.clear()
     for q in _snapshot(_live_queues):
         bm_ring_reinit_after_fork(&(<FrameQueue>q).ring)
+        (<FrameQueue>q).detached = 0  # its waiters stayed in the parent
+        (<FrameQueue>q).held = False
 
 
 if hasattr(os, "register_at_fork"):
