@@ -85,22 +85,17 @@ def _is_property(fn: ast.FunctionDef) -> bool:
     return any(isinstance(d, ast.Name) and d.id == "property" for d in fn.decorator_list)
 
 
-def _impls(name: str):
-    compiled = pytest.importorskip("bufmgr._ring") if bufmgr.IMPLEMENTATION == "c" else None
-    out = [("python", PURE[name])]
-    if compiled is not None:
-        out.append(("c", getattr(compiled, name)))
-    return out
-
-
 CASES = [(cls, impl) for cls in STUB_CLASSES for impl in ("python", "c")]
 
 
 def _get(cls_name: str, impl: str):
-    for which, cls in _impls(cls_name):
-        if which == impl:
-            return cls
-    pytest.skip("compiled core not built (BUFMGR_NO_EXTENSIONS=1)")
+    if impl == "python":
+        return PURE[cls_name]
+    if bufmgr.IMPLEMENTATION != "c":
+        pytest.skip("compiled core not built (BUFMGR_NO_EXTENSIONS=1)")
+    from bufmgr import _ring
+
+    return getattr(_ring, cls_name)
 
 
 def test_stub_covers_the_exported_classes():
