@@ -687,5 +687,3 @@ if hasattr(os, "register_at_fork"):
                         after_in_child=_after_fork_child)
 # FrameRing (issue #5): written in bufmgr/_framering.pxi, compiled into this module.
 include "_framering.pxi"
-# BufferManager hot paths (issue #3): bufmgr/_mgrcore.pxi, compiled into this module.
-include "_mgrcore.pxi"

@@ -54,21 +54,25 @@ Two kinds of component (chosen per component by its queue spec):
   False, logged as bad input). get_buffer still returns ``bytes`` (one copy
   out); get_frame returns the zero-copy :class:`bufmgr.Frame` instead.
 
-The two hot paths live in a base class: the pure-Python ``_PyCore`` below, or
-the compiled ``bufmgr._ring.ManagerCore`` (bufmgr/_mgrcore.pxi) when that extension is built
-(same control flow; ``CORE_IMPLEMENTATION`` says which one is in use).
+The put_buffer/get_buffer hot paths live in a base class, ``ManagerCore``,
+written once in bufmgr/_mgrcore.py: compiled by Cython (pure-Python mode) into
+the extension ``bufmgr._mgrcore`` when built, else that same file runs as plain
+Python (``CORE_IMPLEMENTATION`` says which one is in use).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.machinery
+import importlib.util
 import logging
 import numbers
 import os
+import sys
 import threading
 import weakref
 from time import monotonic as _monotonic
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
 
 from ._errors import Empty, Full, ShutDown, check_timeout
 
@@ -111,8 +115,24 @@ def _is_bytes_like(data: object) -> bool:
     try:
         with memoryview(data):  # type: ignore[arg-type]
             return True
-    except TypeError:
+    except Exception:  # TypeError; also ValueError (numpy datetime64), BufferError ...
         return False
+
+
+def _check_timeout(timeout: object) -> Optional[float]:
+    """check_timeout, with every failure as TypeError/ValueError: a number
+    too large for a float (``10**400``) is a ValueError here, not the
+    OverflowError ``float()`` raises, so the callers' bad-input path gets it."""
+    try:
+        return check_timeout(timeout)
+    except (TypeError, ValueError):
+        raise
+    except OverflowError as e:
+        raise ValueError(f"'timeout' is too large ({e})") from None
+    except Exception as e:  # a numbers.Real whose __float__ fails
+        raise TypeError(
+            f"timeout must be a non-negative number or None: {type(e).__name__}: {e}"
+        ) from None
 
 
 def _default_ring_factory(slots: int, frame_bytes: int, overflow: str) -> Any:
@@ -407,148 +427,53 @@ def _group_of(component: str, group: Any) -> tuple:
 # the manager
 
 
-class _PyCore:
-    """put_buffer/get_buffer fast paths (pure Python).
-
-    ``bufmgr._ring.ManagerCore`` (bufmgr/_mgrcore.pxi), when built, is a compiled drop-in for this
-    class with the very same control flow; every case the fast path does not
-    handle is delegated to the same Python methods of BufferManager
-    (``_put_slow``, ``_get_slow``, ``_get_wait``, ``_failed``, ``_count``), so
-    the behaviour cannot differ. State it reads: ``_shutdown_check``,
-    ``_put_fast`` (component -> (queue.put, report) for drop_oldest FrameQueue
-    components), ``_ring_put`` (component -> (ring.put_nowait, report, name of
-    the counter a refusal bumps) for drop_oldest/drop_newest FrameRing
-    components; looked up only when ``_put_fast`` misses, so the FrameQueue
-    fast path does not pay for rings) and ``_get_fast`` (component ->
-    (get_nowait, report, component record); for a ring, get_nowait returns
-    the frame copied into ``bytes``).
-    """
-
-    __slots__ = ()
-
-    def put_buffer(self, component: str, data: Any, timeout: Optional[float] = 0.5) -> bool:
-        """Queue one frame; True once it is queued (a full ``drop_oldest``
-        queue evicts its oldest frame atomically, counted as dropped).
-
-        False (never an exception) when the coordinator asked for shutdown,
-        after cleanup(), on a put timeout (``block`` policy) or a refused
-        ``drop_newest`` frame, and on bad input: unknown component
-        (ValueError), data that is not bytes-like (TypeError), a negative /
-        NaN / non-number timeout. Errors are logged and handed to the
-        coordinator's handle_error; the queues are left untouched.
-
-        bytes-like: bytes, bytearray, memoryview or any other object with the
-        buffer protocol (array.array, numpy arrays).
-
-        FrameQueue component: frames are not copied, do not mutate a
-        bytearray/array after queueing it. FrameRing component (``frame_bytes``
-        in its spec): the data is copied into a preallocated slot, so the
-        caller may reuse its buffer as soon as this returns; data larger than
-        ``frame_bytes`` or not C-contiguous is bad input (False, logged, handed
-        to handle_error). A ring also returns False when ``drop_oldest`` finds
-        every slot held by consumers or being written (counted as
-        ``refused_underrun``; the ring counts an underrun).
-        """
-        check = self._shutdown_check
-        if check is not None:
-            try:
-                if check():
-                    self._count("refused_puts")
-                    return False
-            except Exception as e:
-                self._failed("put_buffer", component, e, False)
-                return False
+def _pure_core_module() -> Any:
+    """bufmgr/_mgrcore.py executed as plain Python, as ``bufmgr._mgrcore_pure``
+    (when the extension is built, ``bufmgr._mgrcore`` is the compiled one)."""
+    name = __name__.rpartition(".")[0] + "._mgrcore_pure"
+    module = sys.modules.get(name)
+    if module is None:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_mgrcore.py")
+        loader = importlib.machinery.SourceFileLoader(name, path)
+        spec = importlib.util.spec_from_loader(name, loader)
+        assert spec is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
         try:
-            put, report = self._put_fast[component]  # drop_oldest FrameQueues only
-        except (KeyError, TypeError):  # rings, other policies; unknown / unhashable component
-            return self._put_ring(component, data, timeout)
-        if data.__class__ is not bytes or timeout.__class__ is not float or not timeout >= 0.0:
-            return self._put_slow(component, data, timeout)
+            loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return module
+
+
+def _load_core() -> Tuple[type, str]:
+    """-> (ManagerCore class, "c" or "python"). The one source of the hot
+    paths, bufmgr/_mgrcore.py, compiled (bufmgr._mgrcore extension) unless
+    BUFMGR_NO_EXTENSIONS=1 or it was not built."""
+    if os.environ.get("BUFMGR_NO_EXTENSIONS", "") in ("", "0"):
         try:
-            put(data)  # drop_oldest: never blocks; evicts the oldest atomically
-        except ShutDown:  # cleanup() ran, or the coordinator's shutdown callback
-            self._count("refused_puts")
-            return False
-        except Exception as e:
-            self._failed("put_buffer", component, e, False)
-            return False
-        if report is not None:
-            report()  # never raises: failures go to the log and handle_error
-        return True
-
-    def _put_ring(self, component: Any, data: Any, timeout: Any) -> bool:
-        """put_buffer for a drop_oldest/drop_newest FrameRing component with a
-        non-negative float timeout; everything else goes to _put_slow."""
-        try:
-            put, report, refused = self._ring_put[component]
-        except (KeyError, TypeError):
-            return self._put_slow(component, data, timeout)
-        if timeout.__class__ is not float or not timeout >= 0.0:
-            return self._put_slow(component, data, timeout)
-        try:
-            seq = put(data)  # put_nowait: copies into a slot; drop policies never wait
-        except ShutDown:
-            self._count("refused_puts")
-            return False
-        except (TypeError, ValueError) as e:  # not bytes-like, not contiguous, > frame_bytes
-            self._failed("put_buffer", component, e, True)
-            return False
-        except Exception as e:
-            self._failed("put_buffer", component, e, False)
-            return False
-        if seq is None:  # refused by the policy (counted as dropped by the ring)
-            self._count(refused)
-            return False
-        if report is not None:
-            report()
-        return True
-
-    def get_buffer(self, component: str, timeout: Optional[float] = 1.0) -> Optional[Any]:
-        """Take the oldest frame, waiting up to ``timeout`` seconds (None:
-        forever); None if nothing arrives in time.
-
-        After the coordinator asks for shutdown, gets keep draining what is
-        queued and return None at once when the queue is empty; after
-        cleanup() they return None. Bad input (unknown component, bad
-        timeout) -> None, logged, handed to handle_error, nothing taken.
-
-        A FrameRing component returns the frame as a new ``bytes`` (one copy;
-        the slot is free again when this returns); see get_frame for the
-        zero-copy alternative.
-        """
-        try:
-            get, report, comp = self._get_fast[component]
-        except (KeyError, TypeError):  # unknown / unhashable component
-            return self._get_slow(component, timeout)
-        if timeout.__class__ is not float or not timeout >= 0.0:
-            return self._get_slow(component, timeout)
-        try:
-            item = get()  # get_nowait: the common case, a frame is waiting
-        except Empty:
-            return self._get_wait(comp, timeout)
-        except ShutDown:  # drained after shutdown, or cleaned up
-            return None
-        except Exception as e:
-            self._failed("get_buffer", component, e, False)
-            return None
-        if report is not None:
-            report()
-        return item
+            from . import _mgrcore
+        except ImportError:  # pragma: no cover - a broken build
+            pass
+        else:
+            if not _mgrcore.__file__.endswith(".py"):  # the extension module
+                return _mgrcore.ManagerCore, "c"
+            # not built: that was the source itself; reuse it as the pure module
+            sys.modules.setdefault(__name__.rpartition(".")[0] + "._mgrcore_pure", _mgrcore)
+    return _pure_core_module().ManagerCore, "python"
 
 
-def _load_core() -> type:
-    if os.environ.get("BUFMGR_NO_EXTENSIONS", "") not in ("", "0"):
-        return _PyCore
-    try:
-        from ._ring import ManagerCore  # compiled hot paths (bufmgr/_mgrcore.pxi)
-    except ImportError:
-        return _PyCore
-    return ManagerCore
+if TYPE_CHECKING:
+    from ._mgrcore import ManagerCore as _Core
 
-
-_Core = _load_core()
-#: "c" when put_buffer/get_buffer are the compiled ones, else "python".
-CORE_IMPLEMENTATION = "python" if _Core is _PyCore else "c"
+    _PyCore = _Core
+    CORE_IMPLEMENTATION: str
+else:
+    _Core, CORE_IMPLEMENTATION = _load_core()
+    #: The hot paths as plain Python (the tests run them next to the compiled ones).
+    _PyCore = _pure_core_module().ManagerCore
+#: CORE_IMPLEMENTATION: "c" when put_buffer/get_buffer are compiled, else "python".
 
 
 class BufferManager(_Core):
@@ -624,6 +549,7 @@ class BufferManager(_Core):
             queues = DEFAULT_QUEUES
         if not isinstance(queues, Mapping) or not queues:
             raise TypeError("queues must be a non-empty mapping of component -> spec")
+        self._init_fast_paths()  # the hot-path tables (created once, see bufmgr/_mgrcore.py)
         factory = queue_factory if queue_factory is not None else _default_queue_factory
         make_ring = ring_factory if ring_factory is not None else _ring_factory_for(queue_factory)
 
@@ -659,8 +585,18 @@ class BufferManager(_Core):
                 name, q, _POLICY_CODES[overflow], group, field, ring=frame_bytes is not None,
             )
             groups.setdefault(group, []).append(components[name])
+        by_field: Dict[str, list] = {}
+        for c in components.values():
+            by_field.setdefault(c.field, []).append(c.name)
+        same = {f: names for f, names in by_field.items() if len(names) > 1}
+        if same:
+            raise ValueError(
+                f"queues: components would report under the same field ({field_style!r} "
+                "field_style): " + "; ".join(f"{names} -> {f!r}" for f, names in sorted(same.items()))
+                + "; rename a component or set its group"
+            )
         totals = {f"{g}_queue_size" for g in groups if g is not None}
-        clash = totals & {c.field for c in components.values()}
+        clash = totals & set(by_field)
         if clash:
             raise ValueError(f"component fields clash with group totals: {sorted(clash)}")
         self._components = components
@@ -705,24 +641,21 @@ class BufferManager(_Core):
                             update, comp.queue, comp.field, total, siblings,
                             self._report_interval, self._report_failed,
                         )
-            # hot-path tables, swapped in whole (readers never see a half-built one)
-            self._put_fast = {
-                name: (c.put, c.report)
-                for name, c in self._components.items()
-                if c.policy == _DROP_OLDEST and not c.ring
-            }
-            self._ring_put = {
-                name: (
-                    c.queue.put_nowait, c.report,
-                    "refused_newest" if c.policy == _DROP_NEWEST else "refused_underrun",
-                )
-                for name, c in self._components.items()
-                if c.ring and c.policy != _BLOCK
-            }
-            self._get_fast = {
+            # hot-path tables, updated in place entry by entry (bufmgr/_mgrcore.py:
+            # a concurrent put/get holds a strong reference to the old entry)
+            check = self._shutdown_check
+            put_fast: Dict[str, tuple] = {}
+            for name, c in self._components.items():
+                if c.ring and c.policy != _BLOCK:  # ring.put_nowait: drop policies never wait
+                    refused = "refused_newest" if c.policy == _DROP_NEWEST else "refused_underrun"
+                    put_fast[name] = (c.queue.put_nowait, c.report, check, refused)
+                elif c.policy == _DROP_OLDEST and not c.ring:  # queue.put: evicts, never waits
+                    put_fast[name] = (c.put, c.report, check, None)
+            get_fast = {
                 name: (c.get_nowait, c.report if self._report_gets else None, c)
                 for name, c in self._components.items()
             }
+            self._set_fast_paths(put_fast, get_fast)
             add = getattr(coordinator, "add_shutdown_callback", None)
             callback = None
             if add is not None and not self._closed:
@@ -792,9 +725,18 @@ class BufferManager(_Core):
     def _put_slow(self, component: Any, data: Any, timeout: Any) -> bool:
         """Everything put_buffer's fast paths did not handle: input errors,
         the block/drop_newest policies (block for rings), int or None timeouts."""
+        check = self._shutdown_check
+        if check is not None:
+            try:
+                if check():
+                    self._count("refused_puts")
+                    return False
+            except Exception as e:
+                self._failed("put_buffer", component, e, False)
+                return False
         try:
             comp = self._components.get(component)
-        except TypeError:  # unhashable
+        except Exception:  # unhashable, or a key whose __hash__/__eq__ raises
             comp = None
         if comp is None:
             if self._closed:  # the replaced manager checked cleanup first
@@ -809,7 +751,7 @@ class BufferManager(_Core):
             )
             return False
         try:
-            seconds = check_timeout(timeout)
+            seconds = _check_timeout(timeout)
         except (TypeError, ValueError) as e:
             self._failed("put_buffer", component, e, True)
             return False
@@ -871,11 +813,11 @@ class BufferManager(_Core):
         non-negative float (int, None, inf ... or invalid)."""
         try:
             get, report, comp = self._get_fast[component]
-        except (KeyError, TypeError):
+        except Exception:  # unknown, unhashable, or a key whose __hash__/__eq__ raises
             self._failed("get_buffer", component, ValueError(f"Invalid component: {component}"), True)
             return None
         try:
-            timeout = check_timeout(timeout)
+            timeout = _check_timeout(timeout)
         except (TypeError, ValueError) as e:
             self._failed("get_buffer", component, e, True)
             return None
@@ -927,7 +869,7 @@ class BufferManager(_Core):
         """
         try:
             comp = self._components.get(component)
-        except TypeError:  # unhashable
+        except Exception:  # unhashable, or a key whose __hash__/__eq__ raises
             comp = None
         if comp is None or not comp.ring:
             if comp is None:
@@ -937,7 +879,7 @@ class BufferManager(_Core):
             self._failed("get_frame", component, error, True)
             return None
         try:
-            timeout = check_timeout(timeout)
+            timeout = _check_timeout(timeout)
         except (TypeError, ValueError) as e:
             self._failed("get_frame", component, e, True)
             return None
