@@ -34,8 +34,9 @@ after the operation. ``field_style="legacy"`` names the per-channel field
 ``<group>_queue_size_<channel>`` instead (the total keeps its name). A
 component whose name ends in ``_left``/``_right`` (or whose spec names a
 ``group``) belongs to that group; other components send their own field only.
-``report_interval`` throttles the updates, ``report_gets=False`` sends them on
-puts only (as the replaced manager did).
+``report_interval`` throttles the updates (at most one per component per
+interval, the last state sent within the interval by a shared timer thread),
+``report_gets=False`` sends them on puts only (as the replaced manager did).
 
 Data must be bytes-like: bytes, bytearray, memoryview or any object with the
 buffer protocol (array.array, numpy arrays).
@@ -63,9 +64,11 @@ Python (``CORE_IMPLEMENTATION`` says which one is in use).
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import importlib.machinery
 import importlib.util
 import logging
+import itertools
 import numbers
 import os
 import sys
@@ -227,7 +230,7 @@ _CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(BufferConfig))
 class _Component:
     __slots__ = (
         "name", "queue", "policy", "ring", "put", "get", "get_nowait", "group", "field",
-        "report", "flush",
+        "report", "flush", "throttle",
     )
 
     def __init__(
@@ -250,14 +253,93 @@ class _Component:
         # flush(): unthrottled report, for cleanup()/report_state().
         self.report: Optional[Callable[[], None]] = None
         self.flush: Optional[Callable[[], None]] = None
+        self.throttle: Optional[_Throttle] = None  # report_interval only: its trailing state
 
 
 class _Throttle:
-    __slots__ = ("due", "lock")
+    """State of one component's throttled reports (see _THROTTLED_TEMPLATE)."""
+
+    __slots__ = ("due", "lock", "sent", "armed", "cancelled")
 
     def __init__(self) -> None:
-        self.due = 0.0
-        self.lock = threading.Lock()
+        self.due = 0.0          # monotonic time before which no update is sent
+        self.lock = threading.Lock()  # held while an update is being sent (try-lock only)
+        self.sent: Any = None   # the sizes in the last update sent (own, or (own, total))
+        self.armed = False      # a trailing report is scheduled
+        self.cancelled = False  # the reporters were replaced (new coordinator) or cleanup()
+
+
+class _TrailingReports:
+    """The trailing updates of every throttled manager, on one shared thread.
+
+    A throttled report that is skipped (inside report_interval) schedules one
+    trailing report at the end of the interval, so the last state reaches the
+    coordinator within report_interval of the last operation even when no
+    operation follows. One daemon thread serves every manager in the process
+    (a heap of due times); it starts on the first schedule and ends after
+    ``linger`` idle seconds. It calls the coordinator holding no lock at all
+    (the heap's lock is released around every call), so never from under a
+    queue lock. A slow update_state delays the other managers' trailing
+    updates by as much: the coordinator should be quick, as for every report.
+    """
+
+    name = "bufmgr-trailing-reports"
+
+    def __init__(self, linger: float = 5.0) -> None:
+        self._linger = linger
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            # the child has no timer thread, and the lock may be held by a parent thread
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list = []
+        self._seq = itertools.count()
+        self._thread: Optional[threading.Thread] = None
+
+    def schedule(self, due: float, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` on the timer thread once ``monotonic() >= due``."""
+        with self._cond:
+            heapq.heappush(self._heap, (due, next(self._seq), fn))
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread = thread
+                thread.start()
+            elif self._heap[0][2] is fn:  # new earliest entry: re-time the wait
+                self._cond.notify()
+
+    def thread(self) -> Optional[threading.Thread]:
+        """The timer thread while it runs (for tests and diagnostics)."""
+        return self._thread
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while True:
+                    if cond is not self._cond:  # forked meanwhile: not our heap any more
+                        return
+                    if not self._heap:
+                        cond.wait(self._linger)
+                        if not self._heap:
+                            self._thread = None
+                            return
+                        continue
+                    due = self._heap[0][0]
+                    wait = due - _monotonic()
+                    if wait <= 0.0:
+                        fn = heapq.heappop(self._heap)[2]
+                        break
+                    cond.wait(wait)
+            try:
+                fn()  # a trailing report: it handles its own errors
+            except Exception:  # pragma: no cover - defensive: keep the thread alive
+                logger.exception("BufferManager: trailing report failed")
+            del fn
+
+
+_TRAILING = _TrailingReports()
 
 
 # The report functions are generated (as namedtuple/dataclasses do) so the
@@ -288,13 +370,21 @@ def report():
         on_error(e)
 """
 
+# Throttled: at most one update per report_interval per component, and never
+# a stale last state. Every update sent arms (once) a trailing report at the
+# end of its interval (_TrailingReports); that report compares the live sizes
+# with the ones last sent and sends them (with the verify loop above) only if
+# they differ, re-arming after each send; an operation that sent meanwhile
+# just moves it to that update's interval. Reports skipped inside the
+# interval, or while another thread is sending, cost nothing more than before:
+# the armed trailing report reads the sizes after them.
 _THROTTLED_TEMPLATE = """
 def report():
     if monotonic() < throttle.due:
         return
     lock = throttle.lock
     if not lock.acquire(False):
-        return  # another thread is sending this component's update right now
+        return  # another thread is sending; its trailing report covers this change
     err = None
     try:
         now = monotonic()
@@ -302,14 +392,61 @@ def report():
             throttle.due = now + interval
             a = size()
             {total_line}
+            throttle.sent = {sent}
             update({call_args})
     except Exception as e:
         err = e
     finally:
         lock.release()
+    if not throttle.armed:
+        arm(throttle.due)
     if err is not None:
         on_error(err)
+
+
+def trailing():
+    throttle.armed = False
+    if throttle.cancelled:
+        return
+    if monotonic() < throttle.due:  # an operation sent an update meanwhile
+        arm(throttle.due)
+        return
+    lock = throttle.lock
+    if not lock.acquire(False):  # an operation is sending right now
+        arm(monotonic() + RETRY_S)
+        return
+    err = None
+    sent = False
+    try:
+        a = size()
+        {total_line}
+        if {sent} != throttle.sent:
+            throttle.due = monotonic() + interval
+            for _ in RETRIES:
+                throttle.sent = {sent}
+                update({call_args})
+                sent = True
+                if {verify}:
+                    break
+                a = size()
+                {total_line}
+    except Exception as e:
+        err = e
+    finally:
+        lock.release()
+    if sent and not throttle.armed:
+        arm(throttle.due)
+    if err is not None:
+        on_error(err)
+
+
+def arm(at):
+    throttle.armed = True
+    schedule(at, trailing)
 """
+
+#: A trailing report that found an update in flight tries again this much later.
+_RETRY_S = 0.002
 
 
 def _make_reporters(
@@ -321,11 +458,11 @@ def _make_reporters(
     interval: float,
     on_error: Callable[[BaseException], None],
 ) -> tuple:
-    """-> (report, flush) for one component."""
+    """-> (report, flush, throttle or None) for one component."""
     ns: Dict[str, Any] = {
         "update": update, "size": q.qsize, "on_error": on_error, "monotonic": _monotonic,
         "interval": interval, "throttle": _Throttle(), "f_own": field, "f_total": total_field,
-        "RETRIES": range(_MAX_SENDS),
+        "RETRIES": range(_MAX_SENDS), "RETRY_S": _RETRY_S, "schedule": _TRAILING.schedule,
     }
     for i, sq in enumerate(siblings):
         ns[f"s{i}"] = sq.qsize  # bound qsize: cheaper than len() on both FrameQueues
@@ -341,14 +478,15 @@ def _make_reporters(
         total_line = "pass"
         verify = "size() == a"
         call_args = f"{field}=a" if field.isidentifier() else "**{f_own: a}"
-    fmt = {"total_line": total_line, "call_args": call_args, "verify": verify}
+    sent = "(a, t)" if total_field is not None else "a"
+    fmt = {"total_line": total_line, "call_args": call_args, "verify": verify, "sent": sent}
     flush_ns = dict(ns)
     exec(_REPORT_TEMPLATE.format(**fmt), flush_ns)  # noqa: S102 - identifiers checked above
     flush = flush_ns["report"]
     if not interval:
-        return flush, flush
+        return flush, flush, None
     exec(_THROTTLED_TEMPLATE.format(**fmt), ns)  # noqa: S102
-    return ns["report"], flush
+    return ns["report"], flush, ns["throttle"]
 
 
 # ---------------------------------------------------------------------------
@@ -500,8 +638,11 @@ class BufferManager(_Core):
     report_interval:
         None (or 0): report sizes to the coordinator on every put/get (the
         replaced manager reported on every put). A number of seconds: at most
-        one update per component per interval, plus a final one at cleanup()
-        (report_state() sends one on demand); for high-rate capture.
+        one update per component per interval, and a trailing one: the state
+        after the last operation reaches the coordinator within the interval
+        even if nothing follows (sent from one timer thread shared by every
+        manager, never under a queue lock); plus a final one at cleanup()
+        (report_state() sends one on demand). For high-rate capture.
     report_gets:
         True (default): gets report too, so the state follows the consumers.
         False: only puts report, exactly like the replaced manager (whose
@@ -628,7 +769,9 @@ class BufferManager(_Core):
             self._handle_error = getattr(coordinator, "handle_error", None)
             update = getattr(coordinator, "update_state", None)
             for comp in self._components.values():
-                comp.report = comp.flush = None
+                if comp.throttle is not None:  # no trailing update to the old coordinator
+                    comp.throttle.cancelled = True
+                comp.report = comp.flush = comp.throttle = None
             if update is not None:
                 for group, members in self._groups.items():
                     for comp in members:
@@ -637,7 +780,7 @@ class BufferManager(_Core):
                         else:
                             total = f"{group}_queue_size"
                             siblings = tuple(m.queue for m in members if m is not comp)
-                        comp.report, comp.flush = _make_reporters(
+                        comp.report, comp.flush, comp.throttle = _make_reporters(
                             update, comp.queue, comp.field, total, siblings,
                             self._report_interval, self._report_failed,
                         )
@@ -1000,6 +1143,9 @@ class BufferManager(_Core):
         self._remove_shutdown_cb(cb, owner)
         for comp in self._components.values():
             comp.queue.shutdown(True)
+            throttle = comp.throttle
+            if throttle is not None:  # the flush below is the last update
+                throttle.cancelled = True
         self.report_state()
 
     close = cleanup
