@@ -41,7 +41,7 @@ use-after-free (SIGSEGV on 3.13t).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
 from ._errors import Empty, ShutDown
 
@@ -61,22 +61,26 @@ __all__ = ["ManagerCore"]
 class ManagerCore:
     """put_buffer/get_buffer fast paths; see the module docstring."""
 
-    # -- what BufferManager provides (the slow paths; never on the hot path) --
+    # The slow paths, provided by BufferManager. Declared for type checkers;
+    # plain Python skips this block, Cython compiles it into the extension
+    # type regardless (a cdef class body is not executed), where BufferManager
+    # overrides them: they only ever raise for a subclass that lacks them.
+    if TYPE_CHECKING:
 
-    def _put_slow(self, component: Any, data: Any, timeout: Any) -> bool:
-        raise NotImplementedError
+        def _put_slow(self, component: Any, data: Any, timeout: Any) -> bool:
+            raise NotImplementedError
 
-    def _get_slow(self, component: Any, timeout: Any) -> Optional[Any]:
-        raise NotImplementedError
+        def _get_slow(self, component: Any, timeout: Any) -> Optional[Any]:
+            raise NotImplementedError
 
-    def _get_wait(self, comp: Any, timeout: Optional[float]) -> Optional[Any]:
-        raise NotImplementedError
+        def _get_wait(self, comp: Any, timeout: Optional[float]) -> Optional[Any]:
+            raise NotImplementedError
 
-    def _failed(self, op: str, component: Any, error: BaseException, expected: bool) -> None:
-        raise NotImplementedError
+        def _failed(self, op: str, component: Any, error: BaseException, expected: bool) -> None:
+            raise NotImplementedError
 
-    def _count(self, key: str) -> None:
-        raise NotImplementedError
+        def _count(self, key: str) -> None:
+            raise NotImplementedError
 
     # -- the tables ------------------------------------------------------------
 
@@ -84,10 +88,12 @@ class ManagerCore:
         """Create the tables; BufferManager.__init__ calls it first. Write-once
         (see the module docstring): a second call keeps them."""
         if getattr(self, "_put_fast", None) is None:
-            self._put_fast: Dict[str, tuple] = {}  # declared in bufmgr/_mgrcore.pxd when compiled
-            self._get_fast: Dict[str, tuple] = {}
+            self._put_fast: Dict[str, Tuple[Any, ...]] = {}  # declared in bufmgr/_mgrcore.pxd when compiled
+            self._get_fast: Dict[str, Tuple[Any, ...]] = {}
 
-    def _set_fast_paths(self, put_fast: Mapping[str, tuple], get_fast: Mapping[str, tuple]) -> None:
+    def _set_fast_paths(
+        self, put_fast: Mapping[str, Tuple[Any, ...]], get_fast: Mapping[str, Tuple[Any, ...]]
+    ) -> None:
         """Make the tables equal to ``put_fast``/``get_fast``, in place (one
         atomic dict operation per entry: a concurrent put/get sees the old or
         the new entry of its component, never a freed one). The caller

@@ -75,7 +75,7 @@ import sys
 import threading
 import weakref
 from time import monotonic as _monotonic
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, cast
 
 from ._errors import Empty, Full, ShutDown, check_timeout
 
@@ -156,11 +156,11 @@ def _ring_factory_for(queue_factory: Any) -> Callable[[int, int, str], Any]:
         if module == "bufmgr._ring":
             from ._ring import FrameRing as compiled
 
-            return compiled
+            return cast(Callable[[int, int, str], Any], compiled)
     return _default_ring_factory
 
 
-def _ring_readers(ring: Any) -> tuple:
+def _ring_readers(ring: Any) -> Tuple[Callable[..., bytes], Callable[[], bytes]]:
     """-> (get(block, timeout), get_nowait()) returning ``bytes``: one copy out
     of the slot, which goes back to the ring at once."""
     ring_get, ring_get_nowait = ring.get, ring.get_nowait
@@ -294,7 +294,7 @@ class _TrailingReports:
 
     def _reset(self) -> None:
         self._cond = threading.Condition(threading.Lock())
-        self._heap: list = []
+        self._heap: List[Tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._thread: Optional[threading.Thread] = None
 
@@ -454,10 +454,10 @@ def _make_reporters(
     q: Any,
     field: str,
     total_field: Optional[str],
-    siblings: tuple,
+    siblings: Tuple[Any, ...],
     interval: float,
     on_error: Callable[[BaseException], None],
-) -> tuple:
+) -> Tuple[Callable[[], None], Callable[[], None], Optional[_Throttle]]:
     """-> (report, flush, throttle or None) for one component."""
     ns: Dict[str, Any] = {
         "update": update, "size": q.qsize, "on_error": on_error, "monotonic": _monotonic,
@@ -493,7 +493,7 @@ def _make_reporters(
 # queue layout
 
 
-def _parse_spec(component: str, spec: Any) -> tuple:
+def _parse_spec(component: str, spec: Any) -> Tuple[int, str, Any, Optional[int]]:
     """component spec -> (maxsize, overflow, group or None or ..., frame_bytes or None)."""
     group: Any = ...  # "derive from the name"
     overflow = "drop_oldest"
@@ -547,7 +547,7 @@ def _parse_spec(component: str, spec: Any) -> tuple:
     return maxsize, overflow, group, frame_bytes
 
 
-def _group_of(component: str, group: Any) -> tuple:
+def _group_of(component: str, group: Any) -> Tuple[Optional[str], Optional[str]]:
     """-> (group or None, channel or None)."""
     if group is ...:
         head, sep, tail = component.rpartition("_")
@@ -604,6 +604,7 @@ def _load_core() -> Tuple[type, str]:
 
 if TYPE_CHECKING:
     from ._mgrcore import ManagerCore as _Core
+    from ._ring import Frame  # the stub's Frame: the pure twin has the same interface
 
     _PyCore = _Core
     CORE_IMPLEMENTATION: str
@@ -708,7 +709,7 @@ class BufferManager(_Core):
         }
 
         components: Dict[str, _Component] = {}
-        groups: Dict[Optional[str], list] = {}
+        groups: Dict[Optional[str], List[_Component]] = {}
         for name, spec in queues.items():
             if not isinstance(name, str) or not name:
                 raise TypeError(f"component names must be non-empty str, not {name!r}")
@@ -726,7 +727,7 @@ class BufferManager(_Core):
                 name, q, _POLICY_CODES[overflow], group, field, ring=frame_bytes is not None,
             )
             groups.setdefault(group, []).append(components[name])
-        by_field: Dict[str, list] = {}
+        by_field: Dict[str, List[str]] = {}
         for c in components.values():
             by_field.setdefault(c.field, []).append(c.name)
         same = {f: names for f, names in by_field.items() if len(names) > 1}
@@ -787,7 +788,7 @@ class BufferManager(_Core):
             # hot-path tables, updated in place entry by entry (bufmgr/_mgrcore.py:
             # a concurrent put/get holds a strong reference to the old entry)
             check = self._shutdown_check
-            put_fast: Dict[str, tuple] = {}
+            put_fast: Dict[str, Tuple[Any, ...]] = {}
             for name, c in self._components.items():
                 if c.ring and c.policy != _BLOCK:  # ring.put_nowait: drop policies never wait
                     refused = "refused_newest" if c.policy == _DROP_NEWEST else "refused_underrun"
@@ -800,7 +801,7 @@ class BufferManager(_Core):
             }
             self._set_fast_paths(put_fast, get_fast)
             add = getattr(coordinator, "add_shutdown_callback", None)
-            callback = None
+            callback: Optional[Callable[[], None]] = None
             if add is not None and not self._closed:
                 ref = weakref.WeakMethod(self._on_coordinator_shutdown)
 
@@ -812,7 +813,7 @@ class BufferManager(_Core):
                 self._shutdown_cb, self._shutdown_cb_owner = callback, coordinator
         # the coordinator is called with none of our locks held
         self._remove_shutdown_cb(old_cb, old_owner)
-        if callback is not None:
+        if callback is not None and add is not None:
             try:
                 add(callback)
             except Exception:
@@ -999,7 +1000,7 @@ class BufferManager(_Core):
                 report()
         return item
 
-    def get_frame(self, component: str, timeout: Optional[float] = 1.0) -> Optional[Any]:
+    def get_frame(self, component: str, timeout: Optional[float] = 1.0) -> Optional[Frame]:
         """Zero-copy get for a FrameRing component: the oldest frame as a
         read-only :class:`bufmgr.Frame` (buffer protocol, ``bytes(frame)``,
         ``.seq``, ``.timestamp_ns``, ``.nbytes``), or None like get_buffer.
@@ -1028,7 +1029,7 @@ class BufferManager(_Core):
             return None
         ring = comp.queue
         try:
-            frame = ring.get_nowait()
+            frame: Frame = ring.get_nowait()
         except Empty:
             return self._get_wait(comp, timeout, ring.get)
         except ShutDown:
@@ -1045,7 +1046,7 @@ class BufferManager(_Core):
     # ---- inspection ----------------------------------------------------------
 
     @property
-    def components(self) -> tuple:
+    def components(self) -> Tuple[str, ...]:
         """Component names, in configuration order."""
         return tuple(self._components)
 
