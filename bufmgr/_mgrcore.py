@@ -15,33 +15,38 @@ not handle goes to its Python methods ``_put_slow``, ``_get_slow``,
 
 Tables (filled by ``BufferManager._bind`` through ``_set_fast_paths``):
 
-``_put_fast``: component -> ``(put, report, check, refused)`` for the
+``_put_fast``: component -> ``[put, report, check, refused]`` for the
     components whose put never waits: drop_oldest FrameQueues (``put`` is
     ``queue.put``, ``refused`` None) and drop_oldest/drop_newest FrameRings
     (``put`` is ``ring.put_nowait``, ``refused`` names the counter a refused
     frame bumps). ``report`` is the coordinator report or None, ``check``
     the coordinator's ``is_shutdown_requested`` or None.
-``_get_fast``: component -> ``(get_nowait, report, record)`` for every
+``_get_fast``: component -> ``[get_nowait, report, record]`` for every
     component (a ring's get_nowait returns the frame copied into bytes).
 
 Free-threaded builds (README invariant 5, issue 11): nothing here uses a
-reference it does not own. The two table dicts are created once, by
-``_init_fast_paths`` (BufferManager.__init__), before the manager can be
-shared, and are never replaced: ``_set_fast_paths`` (coordinator changes)
-updates them key by key, so the
-compiled class's plain C reads of ``self._put_fast``/``self._get_fast`` can
-never see a freed dict. A lookup gives a strong reference to the entry tuple
-(Cython compiles ``d[k]`` to ``PyDict_GetItemRef`` on 3.13+; as plain
-Python it is an ordinary subscript), and the tuple owns its members, so a
-concurrent ``_set_fast_paths`` that replaces the entry cannot free what this
-call is using. The previous ``_mgrcore.pxi`` kept ``PyDict_GetItem``'s
-borrowed tuple while another thread swapped and freed the dicts: a
-use-after-free (SIGSEGV on 3.13t).
+reference that can be freed under it. Each table is a dict created once
+(``_init_fast_paths``, from BufferManager.__init__, before the manager can be
+shared) whose keys and values never change after the first
+``_set_fast_paths``: every value is a list created then, and a coordinator
+change (``_set_fast_paths`` again) rewrites the lists' items in place. So the
+compiled class's plain C reads of ``self._put_fast``/``self._get_fast`` and
+the lookup (Cython compiles ``d.get(k)`` to a borrowed ``PyDict_GetItem``
+plus INCREF: safe only because no entry is ever removed or replaced) can
+never meet a freed object, and the entry's items are read with
+``PyList_GetItemRef`` (Cython's list unpacking on 3.13t), each a strong
+reference, while another thread may be replacing them. A put/get racing a
+coordinator change may use the old report with the new shutdown check or
+vice versa (the queue and its methods never change): a change of
+coordinator is not atomic for operations in flight, and need not be.
+The previous ``_mgrcore.pxi`` kept ``PyDict_GetItem``'s borrowed tuple while
+another thread swapped and freed the dicts: a use-after-free (SIGSEGV on
+3.13t).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from ._errors import Empty, ShutDown
 
@@ -88,21 +93,26 @@ class ManagerCore:
         """Create the tables; BufferManager.__init__ calls it first. Write-once
         (see the module docstring): a second call keeps them."""
         if getattr(self, "_put_fast", None) is None:
-            self._put_fast: Dict[str, Tuple[Any, ...]] = {}  # declared in bufmgr/_mgrcore.pxd when compiled
-            self._get_fast: Dict[str, Tuple[Any, ...]] = {}
+            self._put_fast: Dict[str, List[Any]] = {}  # declared in bufmgr/_mgrcore.pxd when compiled
+            self._get_fast: Dict[str, List[Any]] = {}
 
     def _set_fast_paths(
         self, put_fast: Mapping[str, Tuple[Any, ...]], get_fast: Mapping[str, Tuple[Any, ...]]
     ) -> None:
-        """Make the tables equal to ``put_fast``/``get_fast``, in place (one
-        atomic dict operation per entry: a concurrent put/get sees the old or
-        the new entry of its component, never a freed one). The caller
-        serialises calls (BufferManager._bind holds its admin lock)."""
+        """Make the tables hold ``put_fast``/``get_fast``. The first call
+        creates the entries; later calls (a new coordinator) must give the
+        same components and rewrite each entry's items in place (see the
+        module docstring). The caller serialises calls (BufferManager._bind
+        holds its admin lock)."""
         for table, new in ((self._put_fast, put_fast), (self._get_fast, get_fast)):
-            for key in [k for k in table if k not in new]:
-                del table[key]
-            for key, entry in new.items():
-                table[key] = entry
+            if not table:
+                for key, items in new.items():
+                    table[key] = list(items)
+                continue
+            if table.keys() != new.keys() or any(len(table[k]) != len(v) for k, v in new.items()):
+                raise ValueError("_set_fast_paths: the components cannot change")
+            for key, items in new.items():
+                table[key][:] = items  # one list operation; the entry object stays
 
     def put_buffer(self, component: str, data: Buffer, timeout: Optional[float] = 0.5) -> bool:
         """Queue one frame; True once it is queued (a full ``drop_oldest``
@@ -128,11 +138,17 @@ class ManagerCore:
         every slot held by consumers or being written (counted as
         ``refused_underrun``; the ring counts an underrun).
         """
-        try:
-            put, report, check, refused = self._put_fast[component]  # a strong reference
-        except Exception:  # KeyError: block/drop_newest queue, block ring, unknown; TypeError: unhashable
+        # str keys: the lookup cannot raise, so no try block (a try costs a
+        # few ns compiled); other keys, and misses (block/drop_newest queues,
+        # block rings, unknown components) go to the slow path
+        entry = self._put_fast.get(component) if type(component) is str else None
+        if entry is None:
             return self._put_slow(component, data, timeout)
-        if type(timeout) is not float or not timeout >= 0.0:  # int, None, negative, NaN ...
+        put, report, check, refused = entry  # strong references to the items
+        if type(timeout) is not float:  # int, None ... (checked there)
+            return self._put_slow(component, data, timeout)
+        seconds = timeout  # compiled: a C double
+        if not seconds >= 0.0:  # negative, NaN
             return self._put_slow(component, data, timeout)
         if refused is None and type(data) is not bytes:  # a FrameQueue: check bytes-likeness
             return self._put_slow(component, data, timeout)
@@ -176,11 +192,14 @@ class ManagerCore:
         the slot is free again when this returns); see get_frame for the
         zero-copy alternative.
         """
-        try:
-            get, report, comp = self._get_fast[component]  # a strong reference
-        except Exception:  # unknown / unhashable component
+        entry = self._get_fast.get(component) if type(component) is str else None
+        if entry is None:  # unknown, or not a str
             return self._get_slow(component, timeout)
-        if type(timeout) is not float or not timeout >= 0.0:
+        get, report, comp = entry  # strong references to the items
+        if type(timeout) is not float:
+            return self._get_slow(component, timeout)
+        seconds = timeout  # compiled: a C double
+        if not seconds >= 0.0:  # negative, NaN
             return self._get_slow(component, timeout)
         try:
             item = get()  # get_nowait: the common case, a frame is waiting
