@@ -13,8 +13,7 @@ import threading
 import time
 
 import pytest
-from conftest import DEADLINE_S, wait_until
-from manager_helpers import Recorder
+from manager_helpers import DEADLINE_S, Recorder
 
 from bufmgr import BufferManager
 from bufmgr import manager as manager_mod
@@ -42,20 +41,20 @@ def timer_passed(t):
     assert passed.wait(DEADLINE_S), "the trailing-report timer did not run"
 
 
-def test_burst_then_idle_reports_the_last_state(make):
+def test_burst_then_idle_reports_the_last_state(make, live):
     coord = Recorder()
     m = make(coord, queues={"capture_left": 1000, "capture_right": 1000}, report_interval=0.05)
     for i in range(100):
         assert m.put_buffer("capture_left", b"%d" % i)
-    wait_until(lambda: coord.state.get("capture_left_queue_size") == 100, what="trailing update after puts")
+    live.wait_until(lambda: coord.state.get("capture_left_queue_size") == 100, what="trailing update after puts")
     assert coord.state["capture_queue_size"] == 100
     for _ in range(100):
         assert m.get_buffer("capture_left", 0.0) is not None
-    wait_until(lambda: coord.state.get("capture_left_queue_size") == 0, what="trailing update after gets")
+    live.wait_until(lambda: coord.state.get("capture_left_queue_size") == 0, what="trailing update after gets")
     assert coord.state["capture_queue_size"] == 0
 
 
-def test_throttle_still_limits_the_rate(make):
+def test_throttle_still_limits_the_rate(make, live):
     """At most one update per interval per component, trailing ones included."""
     coord = Recorder()
     interval = 0.2
@@ -66,20 +65,20 @@ def test_throttle_still_limits_the_rate(make):
         m.put_buffer("capture_left", b"x")
         n += 1
     elapsed = time.monotonic() - start
-    wait_until(lambda: coord.state.get("capture_left_queue_size") == n, what="final state")
+    live.wait_until(lambda: coord.state.get("capture_left_queue_size") == n, what="final state")
     # updates are at least `interval` apart: over the burst plus the one
     # trailing interval there is room for at most this many
     assert len(coord.updates) <= int((elapsed + interval) / interval) + 1, (len(coord.updates), elapsed)
 
 
-def test_one_timer_thread_for_every_manager(make):
+def test_one_timer_thread_for_every_manager(make, live):
     coords = [Recorder() for _ in range(20)]
     managers = [make(c, queues={"capture_left": 100}, report_interval=0.02) for c in coords]
     for m in managers:
         for _ in range(5):
             m.put_buffer("capture_left", b"x")
     for c in coords:
-        wait_until(lambda c=c: c.state.get("capture_left_queue_size") == 5, what="every manager's last state")
+        live.wait_until(lambda c=c: c.state.get("capture_left_queue_size") == 5, what="every manager's last state")
     names = [t.name for t in threading.enumerate()]
     assert names.count(manager_mod._TrailingReports.name) <= 1, names
 
@@ -101,7 +100,7 @@ def test_trailing_update_holds_no_queue_lock(make, live):
     m = make(coord, queues={"capture_left": 100, "capture_right": 100}, report_interval=0.05)
     for _ in range(10):
         m.put_buffer("capture_left", b"x")
-    wait_until(lambda: probes, what="a trailing update")
+    live.wait_until(lambda: probes, what="a trailing update")
     assert all(done for _, done in probes), probes
     assert probes[-1][0] == {"capture_left_queue_size": 10, "capture_queue_size": 10}
 
@@ -131,7 +130,7 @@ def test_no_trailing_update_after_cleanup(make):
     assert len(coord.updates) == n
 
 
-def test_failing_update_state_in_the_trailer_is_reported(make):
+def test_failing_update_state_in_the_trailer_is_reported(make, live):
     class Flaky(Recorder):
         calls = 0
 
@@ -145,7 +144,7 @@ def test_failing_update_state_in_the_trailer_is_reported(make):
     m = make(coord, queues={"capture_left": 100}, report_interval=0.05)
     m.put_buffer("capture_left", b"x")
     m.put_buffer("capture_left", b"y")
-    wait_until(lambda: coord.errors, what="handle_error from the trailing report")
+    live.wait_until(lambda: coord.errors, what="handle_error from the trailing report")
     assert isinstance(coord.errors[0][0], RuntimeError)
-    wait_until(lambda: m.get_performance_stats()["manager"]["errors"] == 1, what="error counted")
+    live.wait_until(lambda: m.get_performance_stats()["manager"]["errors"] == 1, what="error counted")
     assert manager_mod._TRAILING.thread() is None or manager_mod._TRAILING.thread().is_alive()
