@@ -373,8 +373,8 @@ def report():
 # Throttled: at most one update per report_interval per component, and never
 # a stale last state. Every update sent arms (once) a trailing report at the
 # end of its interval (_TrailingReports); that report compares the live sizes
-# with the ones last sent and sends them (with the verify loop above) only if
-# they differ, re-arming after each send; an operation that sent meanwhile
+# with the ones last sent and sends them (one update, re-checked by the next
+# trailing report) only if they differ, re-arming after each send; an operation that sent meanwhile
 # just moves it to that update's interval. Reports skipped inside the
 # interval, or while another thread is sending, cost nothing more than before:
 # the armed trailing report reads the sizes after them.
@@ -421,15 +421,12 @@ def trailing():
         a = size()
         {total_line}
         if {sent} != throttle.sent:
+            # one update (no verify loop: that would bypass the throttle while
+            # producers run); the re-armed trailer checks again after it
             throttle.due = monotonic() + interval
-            for _ in RETRIES:
-                throttle.sent = {sent}
-                update({call_args})
-                sent = True
-                if {verify}:
-                    break
-                a = size()
-                {total_line}
+            throttle.sent = {sent}
+            update({call_args})
+            sent = True
     except Exception as e:
         err = e
     finally:
