@@ -602,6 +602,10 @@ cdef class FrameRing:
                 w = self._aio
         return w
 
+    def _aio_state(self):
+        """For tests: (a coroutine waits for an item, one waits for room)."""
+        return BM_AIO_LOAD(&self.aio_getters) != 0, BM_AIO_LOAD(&self.aio_putters) != 0
+
     def _aio_set_active(self, int kind, bint active):
         """Called by the registry (under its lock) when it becomes (non-)empty."""
         BM_AIO_STORE(&self.aio_putters if kind == _AIO_PUTTERS else &self.aio_getters,

@@ -763,6 +763,10 @@ class FrameRing:
                     w = self._aio = _aio.BufferWaiters(self)
         return w
 
+    def _aio_state(self) -> tuple[bool, bool]:
+        """For tests: (a coroutine waits for an item, one waits for room)."""
+        return bool(self._aio_getters), bool(self._aio_putters)
+
     def _aio_set_active(self, kind: int, active: bool) -> None:
         if kind == _aio.GETTERS:
             self._aio_getters = active
