@@ -39,7 +39,10 @@ Nothing at all is done when no coroutine waits: a buffer keeps one C int (or
 Python attribute) per direction, set through ``on_active`` while its
 registry is non-empty, and calls notify only when it is set -- after the
 ring/pool mutex is released (invariant 1: no Python code under a ring
-mutex). That is a single integer test on the sync hot path.
+mutex). That is a single integer test on the sync hot path. When notify
+picks the last registered waiter it leaves the flag set (keeping the hook
+off the wake-up's critical path); the next notify finds nobody and clears
+it, so a burst of puts costs one spare call, then nothing.
 
 Closed loops: a waiter whose loop is closed is dropped (with its future)
 at the next notify, without touching the loop; ``call_soon_threadsafe`` on a
@@ -98,6 +101,18 @@ CREATE_LOCK = threading.Lock()
 GETTERS, PUTTERS = 0, 1
 
 
+_get_running_loop: Callable[[], asyncio.AbstractEventLoop] | None = None
+
+
+def _load_asyncio() -> Callable[[], asyncio.AbstractEventLoop]:
+    # On first wait, not at import: asyncio takes longer to import than bufmgr.
+    global _get_running_loop
+    import asyncio
+
+    _get_running_loop = asyncio.get_running_loop
+    return _get_running_loop
+
+
 def _expire(fut: asyncio.Future) -> None:
     """Timer callback (loop thread): the waiter's own timeout."""
     if not fut.done():
@@ -109,7 +124,7 @@ class Waiters:
     ("an item arrived" or "room was freed"). Thread-safe; see the module
     docstring for the protocol and the ``on_active`` hook."""
 
-    __slots__ = ("_lock", "_waiting", "_deliveries", "_on_active", "__weakref__")
+    __slots__ = ("_lock", "_waiting", "_deliveries", "_on_active", "_active", "__weakref__")
 
     def __init__(self, on_active: Callable[[bool], None] | None = None) -> None:
         # Re-entrant: a finalizer (a Frame's __del__ frees a slot and notifies)
@@ -122,6 +137,7 @@ class Waiters:
         # loop -> futures picked by notify whose delivery callback is scheduled
         self._deliveries: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
         self._on_active = on_active
+        self._active = False  # what on_active was last told
         _all_waiters.add(self)
 
     def __len__(self) -> int:
@@ -130,7 +146,9 @@ class Waiters:
 
     @property
     def active(self) -> bool:
-        return bool(self._waiting)
+        """What on_active was last told: True while anyone waits, and at most
+        until the next notify after the last one was woken."""
+        return self._active
 
     # -- registry (any thread) ------------------------------------------------
 
@@ -138,8 +156,10 @@ class Waiters:
         with self._lock:
             waiting = self._waiting
             waiting[fut] = loop
-            if len(waiting) == 1 and self._on_active is not None:
-                self._on_active(True)
+            if not self._active:
+                self._active = True
+                if self._on_active is not None:
+                    self._on_active(True)
 
     def _unregister(self, fut: asyncio.Future) -> bool:
         """Remove a registered future; False if notify had picked it already."""
@@ -147,24 +167,50 @@ class Waiters:
             waiting = self._waiting
             if waiting.pop(fut, None) is None:
                 return False
-            if not waiting and self._on_active is not None:
-                self._on_active(False)
+            if not waiting and self._active:
+                self._active = False
+                if self._on_active is not None:
+                    self._on_active(False)
             return True
 
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiters (oldest first, any loops). Any thread;
         never blocks on a loop, never raises for a closed one."""
+        if n == 1:
+            # Fast path, the usual wake-up: one waiter, no delivery in flight.
+            # Every instruction here is on the put -> resume latency, so the
+            # loop is rung first thing, with the lock still held (harmless:
+            # call_soon_threadsafe only queues and writes the self-pipe).
+            with self._lock:
+                waiting, deliveries = self._waiting, self._deliveries
+                if waiting and not deliveries:
+                    fut, loop = waiting.popitem(last=False)
+                    deliveries[loop] = [fut]
+                    try:
+                        loop.call_soon_threadsafe(self._deliver, loop)
+                        return
+                    except RuntimeError:  # closed: the general path below
+                        deliveries.pop(loop, None)
+                        waiting[fut] = loop
+                        waiting.move_to_end(fut, last=False)
         while n > 0:
             schedule = []
             with self._lock:
                 waiting, deliveries = self._waiting, self._deliveries
                 if deliveries:
                     n += self._reclaim_closed_locked()
-                had = bool(waiting)
+                if not waiting:
+                    # Nobody to wake: clear the flag that sent the caller here.
+                    # (Picking the last waiter below leaves it set, so that
+                    # the hook is not on the wake-up's critical path; the
+                    # next event clears it: one spare call per burst.)
+                    if self._active:
+                        self._active = False
+                        if self._on_active is not None:
+                            self._on_active(False)
+                    return
                 while n > 0 and waiting:
                     fut, loop = waiting.popitem(last=False)
-                    if loop.is_closed():
-                        continue  # dropped: its task can never run again
                     batch = deliveries.get(loop)
                     if batch is None:
                         deliveries[loop] = [fut]
@@ -172,20 +218,27 @@ class Waiters:
                     else:  # a delivery is on its way to that loop: ride along
                         batch.append(fut)
                     n -= 1
-                if had and not waiting and self._on_active is not None:
-                    self._on_active(False)
             n = 0
             for loop in schedule:  # outside the lock: it writes the loop's self-pipe
                 try:
                     loop.call_soon_threadsafe(self._deliver, loop)
-                except RuntimeError:  # the loop closed since we looked
-                    with self._lock:
-                        n += len(self._deliveries.pop(loop, ()))
+                except RuntimeError:  # a closed loop: its tasks can never run again
+                    n += self._drop_loop(loop)
             # n > 0: wake-ups meant for a closed loop, give them to others
 
     def notify_all(self) -> None:
         """Wake every registered waiter (shutdown)."""
         self.notify(ALL)
+
+    def _drop_loop(self, loop: asyncio.AbstractEventLoop) -> int:
+        """Forget every future of a closed loop; return how many wake-ups
+        had been picked for it (to give to others)."""
+        with self._lock:
+            n = len(self._deliveries.pop(loop, ()))
+            waiting = self._waiting
+            for fut in [f for f, lp in waiting.items() if lp is loop]:
+                del waiting[fut]
+        return n
 
     def _reclaim_closed_locked(self) -> int:
         """Drop deliveries to loops closed before running them; return their count."""
@@ -225,11 +278,12 @@ class Waiters:
         # Only the forking thread exists in the child; the parent's loops and
         # waiters do not run here.
         self._lock = threading.RLock()
-        was_active = bool(self._waiting)
         self._waiting.clear()
         self._deliveries.clear()
-        if was_active and self._on_active is not None:
-            self._on_active(False)
+        if self._active:
+            self._active = False
+            if self._on_active is not None:
+                self._on_active(False)
 
     # -- waiting (a coroutine) ------------------------------------------------
 
@@ -238,9 +292,7 @@ class Waiters:
         """Return ``attempt()`` once it stops raising ``blocked``; after
         ``seconds`` (None: forever) one last try, whose ``blocked`` propagates.
         The caller already tried once (step 1 of the module docstring)."""
-        import asyncio  # here, not at import: asyncio costs more to import than bufmgr
-
-        loop = asyncio.get_running_loop()
+        loop = (_get_running_loop or _load_asyncio())()
         deadline = None if seconds is None else loop.time() + seconds
         while True:
             fut = loop.create_future()
@@ -267,7 +319,12 @@ class Waiters:
             if fut.result() is not True:  # our own timeout
                 self._abandon(fut)
                 return attempt()  # last try: raises `blocked` if still nothing
-            # woken (unregistered by notify): try again
+            # Woken (notify unregistered us): try again, and register anew
+            # only if someone else was faster.
+            try:
+                return attempt()
+            except blocked:
+                pass
 
 
 class BufferWaiters:
@@ -277,15 +334,19 @@ class BufferWaiters:
     __slots__ = ("getters", "putters")
 
     def __init__(self, buffer: Any) -> None:
-        ref = weakref.ref(buffer)
-        self.getters = Waiters(partial(_set_active, ref, GETTERS))
-        self.putters = Waiters(partial(_set_active, ref, PUTTERS))
+        self.getters = Waiters(_active_hook(buffer, GETTERS))
+        self.putters = Waiters(_active_hook(buffer, PUTTERS))
 
 
-def _set_active(ref: weakref.ref, kind: int, active: bool) -> None:
-    buffer = ref()
-    if buffer is not None:
-        buffer._aio_set_active(kind, active)
+def _active_hook(buffer: Any, kind: int) -> Callable[[bool], None]:
+    ref = weakref.ref(buffer)
+
+    def on_active(active: bool) -> None:
+        b = ref()
+        if b is not None:
+            b._aio_set_active(kind, active)
+
+    return on_active
 
 
 _all_waiters: weakref.WeakSet[Waiters] = weakref.WeakSet()

@@ -31,13 +31,24 @@ import math
 import random
 import sys
 import threading
+import time
 import weakref
 
 import pytest
 
 from bufmgr._errors import Empty, Full, ShutDown
-from conftest import DEADLINE_S, wait_until
 from framering_fixtures import FrameRing, is_pure  # noqa: F401 - fixture
+
+DEADLINE_S = 30.0  # liveness bound for every blocking step, never a timing assertion
+
+
+def wait_until(predicate, timeout=DEADLINE_S, what="condition"):
+    """Poll `predicate` (from a thread) until true; fail, never hang."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"liveness: {what} not reached within {timeout} s")
+        time.sleep(0.0005)
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -154,11 +165,15 @@ def putters(buf):
 
 
 def assert_idle(buf):
-    """No coroutine registered, no delivery in flight, flags clear."""
+    """No coroutine registered, no delivery in flight, and the buffer's flags
+    clear -- at the latest after one notify that finds nobody (picking the
+    last waiter leaves its flag set until the next event, by design)."""
     w = buf._aio_waiters()
     for reg in (w.getters, w.putters):
         assert len(reg) == 0
         assert not reg._deliveries
+        reg.notify(1)
+        assert not reg.active
     assert buf._aio_state() == (False, False)
 
 
