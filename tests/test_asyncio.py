@@ -28,6 +28,7 @@ import asyncio
 import concurrent.futures
 import gc
 import math
+import os
 import random
 import sys
 import threading
@@ -885,3 +886,40 @@ def test_ring_threads_to_coroutines_conserve_every_frame(FrameRing, loops, live)
     got = [x for f in consumers for x in f.result(DEADLINE_S)]
     assert sorted(got) == list(range(2 * per_producer))
     assert_idle(ring)
+
+
+# ---------------------------------------------------------------------------
+# fork
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+: fork with threads running
+def test_a_forked_child_starts_without_the_parents_waiters(FrameQueue, loops):
+    """The parent's loops and coroutines do not exist in a child: its
+    registries start empty and its sync calls do nothing asyncio."""
+    q = FrameQueue()
+    lt = loops()
+    waiter = lt.submit(q.async_get())
+    wait_until(lambda: len(getters(q)) == 1)
+    pid = os.fork()
+    if pid == 0:  # child: no pytest machinery from here on, only os._exit
+        code = 3
+        try:
+            ok = q._aio_state() == (False, False) and len(getters(q)) == 0
+            q.put("child")  # must not try to ring the parent's loop
+            code = 0 if ok and q.get_nowait() == "child" else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("liveness: forked child did not exit")
+        time.sleep(0.005)
+    assert os.waitstatus_to_exitcode(status) == 0
+    q.put("parent")  # the parent's waiter is still registered and gets it
+    assert waiter.result(DEADLINE_S) == "parent"
