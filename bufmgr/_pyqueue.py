@@ -503,7 +503,8 @@ def _after_fork_parent() -> None:
 
 
 def _after_fork_child() -> None:
-    _locked_for_fork.clear()
+    # Fresh locks first, references dropped last (as in the compiled class:
+    # a dropped queue's items may have finalizers that use other queues).
     for q in _snapshot_live_queues():
         q._mutex = threading.RLock()
         q._busy = False
@@ -511,6 +512,7 @@ def _after_fork_child() -> None:
         q._not_full = threading.Condition(q._mutex)
         q._all_tasks_done = threading.Condition(q._mutex)
         q._getters_waiting = q._putters_waiting = q._joiners_waiting = 0
+    _locked_for_fork.clear()
 
 
 if hasattr(os, "register_at_fork"):
