@@ -905,11 +905,8 @@ def test_pure_twin_reentrant_release_from_finalizer():
         c.frame = r.get()  # only the cycle references it
         del c
     # Force the finalizers to run *inside* a locked section.
-    r._lock()
-    try:
+    with r._mutex:
         gc.collect()  # Frame.__del__ runs here, re-entrantly
         assert len(r._pending) == 4
-    finally:
-        r._unlock()
     all_free(r)
     assert sorted(r._free) == [0, 1, 2, 3]
