@@ -22,11 +22,20 @@ def extensions():
         "bufmgr._ring",
         ["bufmgr/_ring.pyx"],
         include_dirs=["include"],
-        depends=["include/bufmgr/ring.h", "include/bufmgr/pool.h", "include/bufmgr/platform.h", "bufmgr/_cring.pxd", "bufmgr/_cpool.pxd", "bufmgr/_framering.pxi", "bufmgr/_mgrcore.pxi"],
+        depends=["include/bufmgr/ring.h", "include/bufmgr/pool.h", "include/bufmgr/platform.h", "bufmgr/_cring.pxd", "bufmgr/_cpool.pxd", "bufmgr/_framering.pxi"],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
-    return cythonize([ext], compiler_directives={"language_level": "3"})
+    # BufferManager's hot paths: bufmgr/_mgrcore.py compiled in Cython's pure-Python
+    # mode (declarations in bufmgr/_mgrcore.pxd); the same file is the pure fallback.
+    core = Extension(
+        "bufmgr._mgrcore",
+        ["bufmgr/_mgrcore.py"],
+        depends=["bufmgr/_mgrcore.pxd"],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+    )
+    return cythonize([ext, core], compiler_directives={"language_level": "3"})
 
 
 setup(ext_modules=extensions())

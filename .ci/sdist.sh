@@ -33,7 +33,7 @@ say "built $(basename "$sdist")"
 tar tzf "$sdist" >"$work/contents"
 for f in include/bufmgr/ring.h include/bufmgr/pool.h include/bufmgr/platform.h \
          bufmgr/_ring.pyx bufmgr/_cring.pxd bufmgr/_cpool.pxd bufmgr/_framering.pxi \
-         bufmgr/_mgrcore.pxi bufmgr/_ring.pyi bufmgr/py.typed setup.py pyproject.toml \
+         bufmgr/_mgrcore.py bufmgr/_mgrcore.pxd bufmgr/_ring.pyi bufmgr/py.typed setup.py pyproject.toml \
          tests/conftest.py tests/c/ring_stress.c tests/c/run.sh; do
     grep -q "^bufmgr-[^/]*/$f\$" "$work/contents" || die "sdist lacks $f"
 done
@@ -48,6 +48,8 @@ python3 -m venv "$work/user"
 import queue
 import bufmgr
 assert bufmgr.IMPLEMENTATION == "c", bufmgr.IMPLEMENTATION
+from bufmgr import manager
+assert manager.CORE_IMPLEMENTATION == "c", manager.CORE_IMPLEMENTATION  # bufmgr._mgrcore compiled
 q = bufmgr.FrameQueue(2, overflow="drop_oldest")
 for i in range(3):
     q.put(i)

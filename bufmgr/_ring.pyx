@@ -847,10 +847,6 @@ cdef list _after_fork_child():
 
 # FrameRing (issue #5): written in bufmgr/_framering.pxi, compiled into this module.
 include "_framering.pxi"
-# BufferManager hot paths (issue #3): bufmgr/_mgrcore.pxi, compiled into this module.
-include "_mgrcore.pxi"
-
-
 # One registration for queues and rings (see "fork safety" above).
 def _fork_before():
     global bm_fork_locks_held
