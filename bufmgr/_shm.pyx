@@ -69,7 +69,7 @@ DEFAULT_METADATA_BYTES = 256
 #: stats() keys: FrameRing's, then the cross-process ones.
 STATS_KEYS = _frc.STATS_KEYS + (
     "reclaimed", "reclaimed_slots", "writing", "lock_recoveries", "dead_participants",
-    "participants", "metadata_bytes",
+    "participants", "metadata_bytes", "getters_waiting", "putters_waiting",
 )
 
 cdef dict _POLICIES = {
@@ -287,13 +287,22 @@ def _leave_ref(ref):
 
 def _register_exit(_Segment seg):
     # Normal exit: atexit. A multiprocessing child (fork/forkserver) ends in
-    # os._exit after running multiprocessing's finalizers: register one there
-    # too (and again in a forked child, whose registry is cleared).
+    # os._exit after running multiprocessing's finalizers, whose registry
+    # _bootstrap clears first (also for a ring unpickled before that): so
+    # register a finalizer now and again from an after-fork hook, which
+    # _bootstrap runs right after clearing.
+    import multiprocessing.util as mp_util
+
     ref = weakref.ref(seg)
     atexit.register(_leave_ref, ref)
-    mp_util = sys.modules.get("multiprocessing.util")
-    if mp_util is not None:
-        mp_util.Finalize(None, _leave_ref, args=(ref,), exitpriority=100)
+    mp_util.Finalize(None, _leave_ref, args=(ref,), exitpriority=100)
+    mp_util.register_after_fork(seg, _mp_after_fork)
+
+
+def _mp_after_fork(seg):
+    import multiprocessing.util as mp_util
+
+    mp_util.Finalize(None, _leave_ref, args=(weakref.ref(seg),), exitpriority=100)
 
 
 def _after_fork_child():
@@ -1156,7 +1165,8 @@ cdef class SharedFrameRing:
         free, slots, frame_bytes) plus reclaimed (frames a crash left with no
         other fate), reclaimed_slots (slots taken back from dead processes),
         writing, lock_recoveries, dead_participants, participants,
-        metadata_bytes. Always: puts == gets + dropped + reclaimed + cleared
+        metadata_bytes, getters_waiting/putters_waiting (callers asleep in
+        the segment now, every process). Always: puts == gets + dropped + reclaimed + cleared
         + size."""
         cdef bm_shm_stats s = self._stats()
         return {
@@ -1167,6 +1177,7 @@ cdef class SharedFrameRing:
             "writing": s.writing, "lock_recoveries": s.lock_recoveries,
             "dead_participants": s.dead_participants, "participants": s.attached,
             "metadata_bytes": s.metadata_bytes,
+            "getters_waiting": s.getters_waiting, "putters_waiting": s.putters_waiting,
         }
 
     def reclaim(self):
