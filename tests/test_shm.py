@@ -27,9 +27,10 @@ def no_leftover_segments():
     yield
     gc.collect()
     left = segments() - before
+    details = [e for e in shm.list_segments() if e["name"] in left]  # for the message
     for name in left:  # do not poison the next tests
         os.unlink(os.path.join(shm.SHM_DIR, name))
-    assert not left, f"test left shared segments behind: {sorted(left)}"
+    assert not left, f"test left shared segments behind: {details}"
 
 
 def test_without_compiled_core_construction_says_so():

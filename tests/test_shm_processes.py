@@ -40,9 +40,10 @@ def no_leftover_segments():
     while segments() - before and time.monotonic() < deadline:
         time.sleep(0.01)
     left = segments() - before
+    details = [e for e in shm.list_segments() if e["name"] in left]  # for the message
     for name in left:
         os.unlink(os.path.join(shm.SHM_DIR, name))
-    assert not left, f"test left shared segments behind: {sorted(left)}"
+    assert not left, f"test left shared segments behind: {details}"
 
 
 def _join(procs, timeout=DEADLINE_S):
