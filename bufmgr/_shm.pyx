@@ -491,7 +491,9 @@ cdef class SharedSlot:
     ``file.readinto(slot)``); leaving the block commits it as the next frame
     (all ``frame_bytes``, or ``slot.commit(nbytes)`` for a partial frame);
     an exception discards it. ``timestamp_ns`` and ``metadata`` may be set
-    before the commit; ``seq`` is the frame's seq after it."""
+    before the commit; ``seq`` is the frame's seq after it. New views are
+    refused after the commit; one taken before stays mapped (no dangling
+    pointer) but must not be written once the frame is queued."""
 
     cdef _Segment seg
     cdef SharedFrameRing ring

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import multiprocessing as mp
 import os
+import queue
 import random
 import signal
 import subprocess
@@ -148,13 +149,16 @@ def _kill_child(ring, role, seed):
             if rnd.random() < 0.04:
                 ring._debug_hold_lock(0.001 + 0.003 * rnd.random())  # die holding the lock
             if role == "producer":
-                if rnd.random() < 0.5:
-                    ring.put(stamp(key_of(seed % 1000, i), 256), timeout=0.05)
-                else:
-                    with ring.reserve(timeout=0.05) as slot:  # die half-way through a write
-                        data = stamp(key_of(seed % 1000, i), 256)
-                        memoryview(slot)[: len(data)] = data
-                        slot.commit(len(data))
+                try:
+                    if rnd.random() < 0.5:
+                        ring.put(stamp(key_of(seed % 1000, i), 256), timeout=0.05)
+                    else:
+                        with ring.reserve(timeout=0.05) as slot:  # die half-way through a write
+                            data = stamp(key_of(seed % 1000, i), 256)
+                            memoryview(slot)[: len(data)] = data
+                            slot.commit(len(data))
+                except queue.Full:  # every slot held: try again
+                    continue
                 i += 1
             else:
                 try:
@@ -169,10 +173,12 @@ def _kill_child(ring, role, seed):
                     held.pop(0).release()
     except bufmgr.ShutDown:
         pass
-    except AssertionError:
+    except AssertionError as e:
         code = 3  # torn frame
-    except BaseException:
+        os.write(2, f"kill-loop child: {e}\n".encode())
+    except BaseException as e:
         code = 4
+        os.write(2, f"kill-loop child: {e!r}\n".encode())
     os._exit(code)
 
 
