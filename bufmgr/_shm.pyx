@@ -831,8 +831,16 @@ cdef class SharedFrameRing:
         self._seg()
         return (_attach, (self.name,))
 
+    cdef inline _Segment _cur(self):
+        # invariant 5: close() may drop self.seg in another thread; read it
+        # under the object's critical section (a no-op on GIL builds)
+        cdef _Segment seg
+        with cython.critical_section(self):
+            seg = self.seg
+        return seg
+
     cdef inline _Segment _seg(self):
-        cdef _Segment seg = self.seg
+        cdef _Segment seg = self._cur()
         if seg is None:
             raise ValueError(_RING_CLOSED)
         seg.ensure()
@@ -845,27 +853,30 @@ cdef class SharedFrameRing:
 
     @property
     def closed(self):
-        return self.seg is None
+        return self._cur() is None
 
     @property
     def is_creator(self):
-        return self.creator and self.seg is not None and self.seg.creator
+        cdef _Segment seg = self._cur()
+        return self.creator and seg is not None and seg.creator
 
     def close(self):
         """This process lets go of the ring (idempotent). Frames and slots
         still held keep the mapping until released. The creating process
         also removes the name (unlink) unless it already did."""
-        cdef _Segment seg = self.seg
+        cdef _Segment seg
+        with cython.critical_section(self):
+            seg = self.seg
+            self.seg = None  # the mapping goes with the last Frame/Slot referring to it
         if seg is None:
             return
         if self.creator and seg.creator:
             seg.unlink_name()
-        self.seg = None  # the mapping goes with the last Frame/Slot referring to it
 
     def unlink(self):
         """Remove the segment's name now (attached processes keep working;
         nobody new can attach). True if this call removed it."""
-        cdef _Segment seg = self.seg
+        cdef _Segment seg = self._cur()
         if seg is None:
             raise ValueError(_RING_CLOSED)
         return seg.unlink_name()
@@ -1062,7 +1073,7 @@ cdef class SharedFrameRing:
         first, then takes what is queued without waiting."""
         cdef Py_ssize_t limit = _errors.check_max_items(max_items)
         cdef list out = [self._get(block, timeout, 0)]
-        cdef _Segment seg = self.seg
+        cdef _Segment seg = self._cur()
         cdef SharedFrame f
         cdef uint32_t slot = 0
         cdef uint64_t need = 0
@@ -1210,7 +1221,7 @@ cdef class SharedFrameRing:
             bm_shm_debug_hold_lock(&seg.shm, ns)
 
     def __repr__(self):
-        if self.seg is None:
+        if self._cur() is None:
             return f"<bufmgr.SharedFrameRing name={self.name!r} closed>"
         s = self._stats()
         return (f"<bufmgr.SharedFrameRing name={self.name!r} slots={s.slots} "
