@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     from bufmgr import __version__
 
     parser.add_argument("--version", action="version", version=f"bufmgr {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{bench,demo}")
+    sub = parser.add_subparsers(dest="command", metavar="{bench,demo,shm}")
     sub.required = True
 
     from .bench import IMPL_KEYS, PAYLOADS, THREAD_SECONDS
@@ -185,7 +185,37 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--slow-factor", type=_positive_float, default=4.0, metavar="F", help="the slowed stage runs at rate/F (default 4)")
     d.add_argument("--json", metavar="PATH", help="also write the summary as JSON")
     d.add_argument("--no-status", action="store_true", help="no live status line")
+    sh = sub.add_parser(
+        "shm",
+        help="list or clean up SharedFrameRing segments in /dev/shm",
+        description="list: every bufmgr segment with its creator pid, whether it is alive and "
+        "the participants attached. clean: remove the segments whose processes are all gone.",
+    )
+    sh.add_argument("action", choices=("list", "clean"))
+    sh.add_argument("--force", action="store_true", help="clean: also remove files that are not valid segments")
     return parser
+
+
+def _shm_command(args: argparse.Namespace) -> int:
+    from bufmgr import shm
+
+    if args.action == "clean":
+        for name in shm.clean(force=args.force):
+            print(f"removed {name}")
+        return 0
+    rows = shm.list_segments()
+    if not rows:
+        print("no bufmgr segments in /dev/shm")
+    for e in rows:
+        if e.get("valid"):
+            state = "in use" if e["in_use"] else "unused (shm clean removes it)"
+            alive = "alive" if e["creator_alive"] else "dead"
+            print(f"{e['name']}  {e['bytes']:,} B  {e['slots']} x {e['frame_bytes']} B  "
+                  f"creator {e['creator_pid']} ({alive})  participants {e['participants']} "
+                  f"(alive: {len(e['alive_pids'])})  {state}")
+        else:
+            print(f"{e['name']}  {e['bytes']:,} B  not a valid segment: {e.get('error')}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import demo
 
             return demo.run(args)
+        if args.command == "shm":
+            return _shm_command(args)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
