@@ -67,6 +67,8 @@ examples:
   python -m bufmgr bench                      the full run (under a minute on 2 cores)
   python -m bufmgr bench --threads 2x2 --threads 4x4 --payload audio
   python -m bufmgr bench --json bench.json --plot bench.png
+  python -m bufmgr bench --scenario processes  frames between processes: SharedFrameRing,
+                                               mp.Queue, faster-fifo, SharedMemory (about 2 min)
 
 reading the table: throughput is higher-is-better; 'vs Queue' divides by
 queue.Queue's throughput in the same scenario (2.00x = twice as fast).
@@ -115,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--scenario",
         action="append",
-        choices=("pair", "timeout", "threads"),
-        help="run only these scenarios (repeatable; default: all)",
+        choices=("pair", "timeout", "threads", "processes"),
+        help="run only these scenarios (repeatable; default: pair, timeout, threads; "
+        "'processes' runs the transports between processes, see below)",
     )
     b.add_argument(
         "--payload",
@@ -142,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeat", type=_positive_int, metavar="N", help="single-thread repeats, best is kept (default 3, --quick 2)")
     b.add_argument("--impl", action="append", choices=IMPL_KEYS, help="run only these implementations (repeatable)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar on stderr (it is off anyway when stderr is not a terminal)")
+    from .procs import add_arguments as add_process_arguments
+
+    add_process_arguments(b)
 
     d = sub.add_parser(
         "demo",
