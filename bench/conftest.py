@@ -25,6 +25,11 @@ TARGETS = (
      "FrameRing-C get_into", 0.7, ">="),
     ("6MiB: put+get(Frame view) frames/s / numpy.copyto", "framering-6MiB", "numpy.copyto",
      "FrameRing-C get+release", 0.7, ">="),
+    # issue 13 (bench/test_bench_processes.py: the same items per round in a group)
+    ("processes 6 MB 1x1: SharedFrameRing put+get / numpy.copyto floor", "processes-frame-1x1", "copyto",
+     "ring-copy", 0.8, ">="),
+    ("processes 64 B 1x1: SharedFrameRing put+get / faster-fifo", "processes-64b-1x1", "faster-fifo",
+     "ring-copy", 10.0, ">="),
 )
 
 

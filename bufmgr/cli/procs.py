@@ -463,8 +463,29 @@ class _Consumer:
 
         elif t in ("mp-queue", "faster-fifo"):
             q = handle
-            get = q.get
             timeout = GET_TIMEOUT_S
+            if t == "faster-fifo":
+                import queue as _queue
+
+                qget = q.get
+                self.early_empty = 0
+
+                def get(timeout: float) -> Any:
+                    # faster-fifo's get(timeout=60) sometimes raises Empty long
+                    # before 60 s when several consumers wait (seen here with
+                    # 4 consumers of 6 MB frames): what a user has to do is
+                    # wait again until their own deadline. Counted.
+                    deadline = time.monotonic() + timeout
+                    while True:
+                        try:
+                            return qget(timeout=max(0.001, deadline - time.monotonic()))
+                        except _queue.Empty:
+                            if time.monotonic() >= deadline:
+                                raise
+                            st.early_empty += 1
+
+            else:
+                get = q.get
 
             def consume() -> str:
                 delivered = torn = disorder = 0
@@ -599,7 +620,8 @@ def consumer_main(spec: RowSpec, handle: Any, conn: Any, index: int) -> None:
         conn.send(
             (
                 "final",
-                {"delivered": cons.delivered, "torn": cons.torn, "disorder": cons.disorder},
+                {"delivered": cons.delivered, "torn": cons.torn, "disorder": cons.disorder,
+                 "early_empty": getattr(cons, "early_empty", 0)},
                 cons.seqs.tobytes(),
             )
         )
@@ -631,6 +653,7 @@ class Accounting:
     out_of_range: int = 0
     lost: int = 0  # produced - unique - dropped
     per_consumer: list[int] = field(default_factory=list)
+    early_empty: int = 0  # faster-fifo: get(timeout) raised Empty before its timeout (retried)
     ring_stats: dict[str, int] | None = None
 
     @property
@@ -823,18 +846,17 @@ class Session:
             acct.torn += tally["torn"]
             acct.disorder += tally["disorder"]
             acct.per_consumer.append(tally["delivered"])
+            acct.early_empty += tally.get("early_empty", 0)
             seq_blocks.append(raw)
         for p in self.procs:
             p.join(JOIN_TIMEOUT_S)
         if self.spec.transport in FLOORS:
             acct.delivered = acct.unique = acct.produced
             acct.torn = bad_floor
+            acct.lost = 0
         else:
-            acct.unique, acct.duplicates, acct.out_of_range = _check_seqs(seq_blocks, acct.produced)
-        if self.spec.transport in OURS:
-            acct.ring_stats = dict(self.handle.stats())
-            acct.dropped = int(acct.ring_stats.get("dropped", 0))
-        acct.lost = acct.produced - acct.unique - acct.dropped
+            ring_stats = dict(self.handle.stats()) if self.spec.transport in OURS else None
+            acct = account(acct, seq_blocks, ring_stats)
         self.accounting = acct
         return acct
 
@@ -862,6 +884,17 @@ class Session:
             except Exception:  # noqa: BLE001 - best effort teardown
                 pass
         self.handle = None
+
+
+def account(acct: Accounting, seq_blocks: list[bytes], ring_stats: dict[str, int] | None) -> Accounting:
+    """Fill in unique / duplicates / out_of_range / dropped / lost from every
+    consumer's stamps (`acct` has produced and the consumers' tallies)."""
+    acct.unique, acct.duplicates, acct.out_of_range = _check_seqs(seq_blocks, acct.produced)
+    if ring_stats is not None:
+        acct.ring_stats = ring_stats
+        acct.dropped = int(ring_stats.get("dropped", 0))
+    acct.lost = acct.produced - acct.unique - acct.dropped
+    return acct
 
 
 def _check_seqs(blocks: list[bytes], produced: int) -> tuple[int, int, int]:
@@ -916,6 +949,7 @@ class Row:
     duplicates: int | None = None
     torn: int | None = None
     disorder: int | None = None
+    out_of_range: int | None = None
     per_consumer: list[int] = field(default_factory=list)
 
     @property
@@ -924,7 +958,7 @@ class Row:
 
     @property
     def integrity_failed(self) -> bool:
-        return bool(self.lost or self.duplicates or self.torn or self.disorder)
+        return bool(self.lost or self.duplicates or self.torn or self.disorder or self.out_of_range)
 
 
 def scenario_key(payload: str, consumers: int) -> str:
@@ -985,6 +1019,9 @@ def run_row(
     row.mb_per_s = row.throughput * nbytes / 1e6 if row.throughput else None
     row.produced, row.delivered, row.dropped = acct.produced, acct.delivered, acct.dropped
     row.lost, row.duplicates, row.torn, row.disorder = acct.lost, acct.duplicates, acct.torn, acct.disorder
+    row.out_of_range = acct.out_of_range
+    if acct.early_empty:
+        row.note += f"; get(timeout=60) raised Empty early {acct.early_empty:,}x (retried)"
     row.per_consumer = acct.per_consumer
     return row
 
@@ -1265,6 +1302,12 @@ def run(args: Any, in_process: Callable[[Any], int] | None = None) -> int:
     import copy
 
     others = [k for k in (args.scenario or []) if k != "processes"]
+    from .bench import output_path_problem
+
+    problem = args.json and output_path_problem(args.json)
+    if problem:
+        print(f"bufmgr bench: error: cannot write --json {args.json}: {problem}", file=sys.stderr)
+        return 2
     if getattr(args, "plot", None) and not others:
         print("bufmgr bench: error: --plot does not cover --scenario processes", file=sys.stderr)
         return 2

@@ -1,0 +1,169 @@
+"""``python -m bufmgr bench --scenario processes``: the harness and its integrity checks.
+
+The checks that decide whether a transport lost, duplicated, tore or
+reordered frames are tested here on crafted input (they must be able to
+fail), and the command is run as a user runs it on a few cheap rows. No
+timing assertions: speed is what the command reports, not what tests check.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import struct
+
+import pytest
+
+from bufmgr.cli import procs
+from test_cli import run_cli, section, threaded_rows  # noqa: F401  (tests/ is on sys.path)
+
+
+def _item(seq: int, nbytes: int = 64, tail: int | None = None) -> bytes:
+    a, b, c = procs.stamp_offsets(nbytes)
+    buf = bytearray(nbytes)
+    struct.pack_into("<Q", buf, a, seq)
+    struct.pack_into("<Q", buf, b, seq)
+    struct.pack_into("<Q", buf, c, seq if tail is None else tail)
+    return bytes(buf)
+
+
+def _consume(items: list, payload: str = "64b") -> procs._Consumer:
+    """Run the mp-queue consumer loop in this process over a plain queue."""
+    q: queue.Queue = queue.Queue()
+    for it in items:
+        q.put(it)
+    spec = procs.RowSpec("mp-queue", payload, 1, 8)
+    cons = procs._Consumer(spec, q)
+    return cons
+
+
+def test_stamp_offsets_cover_head_middle_and_tail():
+    assert procs.stamp_offsets(64) == (0, 32, 56)
+    a, b, c = procs.stamp_offsets(procs.FRAME_BYTES)
+    assert a == 0 and c == procs.FRAME_BYTES - 8 and b % 8 == 0 and a < b < c
+    with pytest.raises(ValueError, match="at least 24"):
+        procs.stamp_offsets(16)
+    # the small-item packer writes exactly the three stamps
+    assert procs._small_struct(64).pack(7, 7, 7) == _item(7)
+
+
+def test_consumer_counts_good_items_and_stops_at_markers():
+    cons = _consume([_item(0), _item(1), "mark", _item(2), None])
+    assert cons.consume() == "mark"
+    assert (cons.delivered, cons.torn, cons.disorder) == (2, 0, 0)
+    assert cons.consume() == "end"
+    assert cons.delivered == 3 and list(cons.seqs) == [0, 1, 2]
+
+
+def test_consumer_detects_torn_short_and_reordered_items():
+    cons = _consume([_item(0), _item(1, tail=99), _item(2)[:40], _item(5), _item(4), _item(4), None])
+    assert cons.consume() == "end"
+    assert cons.delivered == 6
+    assert cons.torn == 2  # tail stamp disagrees; wrong length
+    assert cons.disorder == 2  # 4 after 5, then 4 again
+    assert list(cons.seqs) == [0, 1, 2, 5, 4, 4]
+
+
+def _blocks(*seqs: list[int]) -> list[bytes]:
+    import array
+
+    return [array.array("Q", s).tobytes() for s in seqs]
+
+
+def test_accounting_finds_loss_duplicates_and_phantoms():
+    ok = procs.account(procs.Accounting(produced=6), _blocks([0, 2, 4], [1, 3, 5]), None)
+    assert ok.ok and ok.unique == 6 and ok.lost == 0 and ok.duplicates == 0
+
+    lost = procs.account(procs.Accounting(produced=6), _blocks([0, 2], [1, 3, 5]), None)
+    assert not lost.ok and lost.lost == 1
+
+    dup = procs.account(procs.Accounting(produced=4), _blocks([0, 1, 3], [1, 2]), None)
+    assert not dup.ok and dup.duplicates == 1 and dup.lost == 0
+
+    phantom = procs.account(procs.Accounting(produced=3), _blocks([0, 1, 2, 7]), None)
+    assert not phantom.ok and phantom.out_of_range == 1
+
+    # a ring's own drop counter explains what was not delivered
+    dropped = procs.account(procs.Accounting(produced=5), _blocks([0, 3, 4]), {"dropped": 2})
+    assert dropped.ok and dropped.dropped == 2 and dropped.lost == 0
+
+
+def test_row_integrity_flag_and_targets():
+    rows = [
+        procs.Row("copyto", "floor", "frame", procs.FRAME_BYTES, 0, 8, throughput=1000.0),
+        procs.Row("mp-queue", "q", "frame", procs.FRAME_BYTES, 1, 8, throughput=50.0, lost=0),
+        procs.Row("ring-copy", "r", "frame", procs.FRAME_BYTES, 1, 8, throughput=900.0, lost=0),
+        procs.Row("ring-reserve", "rr", "frame", procs.FRAME_BYTES, 1, 8, throughput=40_000.0),
+        procs.Row("faster-fifo", "ff", "64b", 64, 1, 1024, throughput=100_000.0),
+        procs.Row("ring-copy", "r", "64b", 64, 1, 1024, throughput=1_200_000.0),
+    ]
+    procs.fill_ratios(rows)
+    assert rows[2].vs_floor == pytest.approx(0.9) and rows[2].vs_mp_queue == pytest.approx(18.0)
+    tg = {t.label: t for t in procs.targets(rows)}
+    copy_t = next(t for k, t in tg.items() if k.startswith("6 MB frames"))
+    assert copy_t.met is True
+    reserve_t = next(t for k, t in tg.items() if "reserve" in k and "1080p" in k)
+    assert reserve_t.met is False  # 40k < 50k: a miss is reported as a miss
+    ff_t = next(t for k, t in tg.items() if "put+get vs faster-fifo" in k)
+    assert ff_t.value == pytest.approx(12.0) and ff_t.met is True
+    assert not any(r.integrity_failed for r in rows)
+    rows[1].duplicates = 1
+    assert rows[1].integrity_failed
+    assert "INTEGRITY FAILURES" in procs.format_table(rows)
+
+
+def test_bench_processes_cli_accounts_for_every_item(tmp_path):
+    out = tmp_path / "procs.json"
+    transports = ["mp-queue", "shm-index", "shm-index-inplace", "copyto", "ring-copy", "ring-reserve"]
+    args = ["bench", "--scenario", "processes", "--quick", "--proc-payload", "64b",
+            "--consumers", "1", "--consumers", "2", "--json", str(out)]
+    for t in transports:
+        args += ["--transport", t]
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = proc.stdout
+    for key in ("processes-64b-1x1", "processes-64b-1x2"):
+        block = section(text, key)
+        for t in transports:
+            assert procs.TRANSPORTS[t] in block, (t, block)
+    assert "integrity: every item accounted for" in text
+    data = json.loads(out.read_text())["processes"]
+    rows = data["results"]
+    assert {(r["transport"], r["consumers"]) for r in rows} == {
+        (t, c) for t in transports for c in ((0,) if t in procs.FLOORS else (1, 2))
+    }
+    ring_available = not procs.unavailable("ring-copy", "64b")
+    for r in rows:
+        if r["transport"] in procs.OURS and not ring_available:
+            assert r["available"] is False and r["note"].startswith("n/a")
+            continue
+        assert r["available"] and not r["error"], r
+        assert r["throughput"] > 0 and r["items_per_round"] > 0
+        assert r["produced"] == r["delivered"] + r["dropped"] + r["lost"], r
+        assert r["lost"] == 0 and r["duplicates"] == 0 and r["torn"] == 0 and r["disorder"] == 0, r
+        if r["consumers"] == 2:
+            assert len(r["per_consumer"]) == 2 and sum(r["per_consumer"]) == r["delivered"]
+        if r["transport"] != "mp-queue" and r["transport"] not in procs.FLOORS:
+            assert r["vs_mp_queue"] > 0
+    assert data["integrity_failures"] == 0
+    labels = [t["label"] for t in data["targets"]]
+    if ring_available:
+        assert any("faster-fifo" not in lab and "reserve" in lab for lab in labels)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["bench", "--scenario", "processes", "--consumers", "0"], "1..16"),
+        (["bench", "--scenario", "processes", "--transport", "pigeon"], "invalid choice"),
+        (["bench", "--scenario", "processes", "--proc-payload", "huge"], "invalid choice"),
+    ],
+)
+def test_bench_processes_bad_options(args, needle):
+    proc = run_cli(*args)
+    assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bench_processes_refuses_plot(tmp_path):
+    proc = run_cli("bench", "--scenario", "processes", "--plot", str(tmp_path / "p.png"))
+    assert proc.returncode == 2 and "--plot" in proc.stderr
