@@ -9,8 +9,10 @@ timing assertions: speed is what the command reports, not what tests check.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import struct
+import sys
 
 import pytest
 
@@ -167,3 +169,115 @@ def test_bench_processes_bad_options(args, needle):
 def test_bench_processes_refuses_plot(tmp_path):
     proc = run_cli("bench", "--scenario", "processes", "--plot", str(tmp_path / "p.png"))
     assert proc.returncode == 2 and "--plot" in proc.stderr
+
+
+# --------------------------------------------------------------------------
+# demo --processes
+
+NO_SHARED_RING = procs.unavailable("ring-copy", "64b")
+needs_shared_ring = pytest.mark.skipif(bool(NO_SHARED_RING), reason=NO_SHARED_RING or "")
+
+
+def _shm_path(name: str):
+    from pathlib import Path
+
+    return Path("/dev/shm") / name.lstrip("/")
+
+
+def _check_demo_summary(s: dict) -> None:
+    assert s["lost"] == 0, s
+    assert s["in_order"] and s["duplicates"] == 0 and s["bad_payloads"] == 0, s
+    assert s["errors"] == [], s["errors"]
+    assert s["produced"] == s["delivered"] + s["dropped"] + s["refused"] + s["cleared"] + s["left_queued"], s
+    # the three stages really ran in three other processes
+    pids = [int(p) for p in s["transport"].split("pids ")[1].rstrip(")").split("/")]
+    assert len(set(pids)) == 3 and os.getpid() not in pids
+    for name, st in s["ring_stats"].items():  # every ring's own books balance
+        assert st["puts"] == st["gets"] + st["dropped"] + st["cleared"] + st["size"] + st.get("reclaimed", 0), (name, st)
+        assert st["held"] == 0, (name, st)
+    if sys.platform.startswith("linux"):
+        for name in s["ring_names"].values():  # the creator removed every segment
+            assert not _shm_path(name).exists(), name
+
+
+@needs_shared_ring
+def test_demo_processes_with_a_slowed_stage_drops_and_loses_nothing(tmp_path):
+    out = tmp_path / "demo.json"
+    proc = run_cli("demo", "--processes", "--duration", "1.5", "--slow", "processing", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = json.loads(out.read_text())
+    _check_demo_summary(s)
+    assert s["options"]["processes"] is True
+    assert s["dropped"] > 0
+    assert s["dropped_by_queue"]["capture_left"] > 0 and s["dropped_by_queue"]["capture_right"] > 0
+    assert s["latency_ms"]["p50"] is not None and s["latency_ms"]["p99"] >= s["latency_ms"]["p50"]
+    text = proc.stdout
+    assert "SharedFrameRing" in text and "lost               0" in text and "p99" in text
+    assert "\r" not in proc.stderr and "capture" in proc.stderr and "/s" in proc.stderr
+
+
+@needs_shared_ring
+@pytest.mark.parametrize("policy", ["block", "drop_newest"])
+def test_demo_processes_policies_account_for_every_frame(tmp_path, policy):
+    out = tmp_path / "demo.json"
+    proc = run_cli(
+        "demo", "--processes", "--duration", "1", "--rate", "300", "--policy", policy, "--slow", "storage",
+        "--capacity", "8", "--no-status", "--json", str(out),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _check_demo_summary(json.loads(out.read_text()))
+    assert proc.stderr == ""
+
+
+@needs_shared_ring
+def test_demo_processes_frames(tmp_path):
+    out = tmp_path / "demo.json"
+    proc = run_cli("demo", "--processes", "--payload", "frame", "--rate", "30", "--duration", "0.5",
+                   "--no-status", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = json.loads(out.read_text())
+    _check_demo_summary(s)
+    assert s["options"]["payload_bytes"] == 1920 * 1080 * 3 and s["delivered"] > 0
+
+
+@needs_shared_ring
+def test_demo_processes_ctrl_c_stops_early_and_still_accounts(tmp_path):
+    import re
+    import signal
+    import subprocess
+    import time
+
+    from test_cli import PKG_PARENT
+
+    out = tmp_path / "demo.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bufmgr", "demo", "--processes", "--duration", "60", "--json", str(out)],
+        cwd=PKG_PARENT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        status = re.compile(r"^\s*\d+\.\ds  capture ")
+        line = ""
+        deadline = time.monotonic() + 60
+        while not status.match(line) and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line and proc.poll() is not None:
+                break
+        assert status.match(line), f"no status line: {line!r}"
+        proc.send_signal(signal.SIGINT)  # to the parent only; it stops capture, the stages drain
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stdout
+    assert "stopped early by Ctrl-C" in stdout
+    s = json.loads(out.read_text())
+    _check_demo_summary(s)
+    assert s["produced"] < 60 * 200 * 2
+
+
+def test_demo_processes_without_the_compiled_core_says_so():
+    proc = run_cli("demo", "--processes", "--duration", "0.2", env={"BUFMGR_NO_EXTENSIONS": "1"})
+    assert proc.returncode == 2
+    assert "compiled core" in proc.stderr and "SharedFrameRing" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""

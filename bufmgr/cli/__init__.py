@@ -87,6 +87,7 @@ examples:
   python -m bufmgr demo --slow processing        a stage at 1/4 speed: drop_oldest
                                                  keeps the queues and latency bounded
   python -m bufmgr demo --payload frame --rate 30 --duration 3
+  python -m bufmgr demo --processes --slow processing   the stages in 3 processes, shared-memory rings
 """
 
 
@@ -188,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--slow-factor", type=_positive_float, default=4.0, metavar="F", help="the slowed stage runs at rate/F (default 4)")
     d.add_argument("--json", metavar="PATH", help="also write the summary as JSON")
     d.add_argument("--no-status", action="store_true", help="no live status line")
+    d.add_argument(
+        "--processes",
+        action="store_true",
+        help="capture, processing and storage in 3 separate processes over SharedFrameRings "
+        "(shared memory); the consumer is this process",
+    )
     return parser
 
 
