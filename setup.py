@@ -26,7 +26,18 @@ def extensions():
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
-    return cythonize([ext], compiler_directives={"language_level": "3"})
+    exts = [ext]
+    if sys.platform.startswith("linux"):
+        # SharedFrameRing: robust process-shared mutexes + futexes (Linux only)
+        exts.append(Extension(
+            "bufmgr._shm",
+            ["bufmgr/_shm.pyx"],
+            include_dirs=["include"],
+            depends=["include/bufmgr/shmring.h", "include/bufmgr/pool.h", "include/bufmgr/ring.h", "include/bufmgr/platform.h", "bufmgr/_cshm.pxd"],
+            extra_compile_args=compile_args,
+            extra_link_args=link_args + ["-lrt"],
+        ))
+    return cythonize(exts, compiler_directives={"language_level": "3"})
 
 
 setup(ext_modules=extensions())

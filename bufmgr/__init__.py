@@ -32,3 +32,7 @@ from .coordinator import StateCoordinator  # noqa: E402
 from .manager import BufferConfig, BufferManager  # noqa: E402
 
 __all__ += ["BufferManager", "BufferConfig", "StateCoordinator"]
+
+from .shm import SharedFrame, SharedFrameRing, SharedSlot  # noqa: E402  (Linux + compiled core)
+
+__all__ += ["SharedFrameRing", "SharedFrame", "SharedSlot"]
