@@ -89,8 +89,10 @@ SLOTS: dict[str, int] = {"frame": 8, "64b": 1024}
 TRANSPORTS: dict[str, str] = {
     "ring-copy": "SharedFrameRing put+get",
     "ring-reserve": "SharedFrameRing reserve+get",
+    "ring-many": "SharedFrameRing put+get_many",
     "mp-queue": "multiprocessing.Queue",
     "faster-fifo": "faster-fifo",
+    "faster-fifo-many": "faster-fifo get_many",
     "shm-index": "SharedMemory+index queue",
     "shm-index-inplace": "SharedMemory+index, in place",
     "copyto": "numpy.copyto (1 process)",
@@ -99,14 +101,18 @@ TRANSPORTS: dict[str, str] = {
 TRANSPORT_NOTES: dict[str, str] = {
     "ring-copy": "copy in, zero-copy read",
     "ring-reserve": "written in place, zero-copy read",
+    "ring-many": "copy in; consumer takes batches (get_many)",
     "mp-queue": "pickle + pipe",
     "faster-fifo": "pickle + shm byte ring",
+    "faster-fifo-many": "pickle; consumer takes batches (get_many)",
     "shm-index": "hand-rolled: copy in, read in place",
     "shm-index-inplace": "hand-rolled: written in place",
     "copyto": "one copy into `slots` buffers in turn: the floor",
     "copyto-hot": "one copy into one cache-resident buffer",
 }
-OURS = ("ring-copy", "ring-reserve")
+OURS = ("ring-copy", "ring-reserve", "ring-many")
+FASTER_FIFO = ("faster-fifo", "faster-fifo-many")
+BATCH = 64  # get_many's max_items for the batched consumers
 FLOOR = "copyto"
 FLOORS = ("copyto", "copyto-hot")  # one process, no consumer
 
@@ -172,7 +178,7 @@ def unavailable(transport: str, payload: str) -> str:
         why = _shared_ring_class()[1]
         if why:
             return why
-    if transport == "faster-fifo":
+    if transport in FASTER_FIFO:
         why = _faster_fifo()[1]
         if why:
             return why
@@ -250,7 +256,7 @@ class _Producer:
             def end() -> None:
                 ring.shutdown()
 
-            if t == "ring-copy":
+            if t in ("ring-copy", "ring-many"):
                 put = ring.put
                 if small:
 
@@ -287,9 +293,9 @@ class _Producer:
                                 pack_into(slot, b, seq)
                                 pack_into(slot, c, seq)
 
-        elif t in ("mp-queue", "faster-fifo"):
+        elif t in ("mp-queue",) + FASTER_FIFO:
             q = handle
-            if t == "faster-fifo":
+            if t in FASTER_FIFO:
                 qput = q.put
 
                 def put(obj: Any) -> None:
@@ -426,7 +432,50 @@ class _Consumer:
         self.cleanup: Callable[[], None] = lambda: None
         st = self
 
-        if t in OURS:
+        if t == "ring-many":
+            ring = handle
+            from bufmgr import ShutDown
+
+            get_many = ring.get_many
+            marker = STAMP.pack(MARK) * 3
+
+            def consume() -> str:
+                delivered = torn = disorder = 0
+                last = st.last
+                try:
+                    while True:
+                        try:
+                            batch = get_many(BATCH, timeout=GET_TIMEOUT_S)
+                        except ShutDown:
+                            return "end"
+                        marks = 0
+                        for f in batch:
+                            head = unpack_from(f, 0)[0]
+                            if head == MARK:
+                                marks += 1
+                            else:
+                                if unpack_from(f, b)[0] != head or unpack_from(f, c)[0] != head:
+                                    torn += 1
+                                if head <= last:
+                                    disorder += 1
+                                last = head
+                                seen(head)
+                                delivered += 1
+                            f.release()
+                        if marks:
+                            # a batch can hold the markers meant for the other
+                            # consumers (nothing else is queued after them): give
+                            # those back
+                            for _ in range(marks - 1):
+                                ring.put(marker)
+                            return "mark"
+                finally:
+                    st.delivered += delivered
+                    st.torn += torn
+                    st.disorder += disorder
+                    st.last = last
+
+        elif t in OURS:
             ring = handle
             from bufmgr import ShutDown
 
@@ -455,6 +504,59 @@ class _Consumer:
                         last = head
                         seen(head)
                         delivered += 1
+                finally:
+                    st.delivered += delivered
+                    st.torn += torn
+                    st.disorder += disorder
+                    st.last = last
+
+        elif t == "faster-fifo-many":
+            import queue as _queue
+
+            q = handle
+            qget_many, qput = q.get_many, q.put
+            self.early_empty = 0
+
+            def consume() -> str:
+                delivered = torn = disorder = 0
+                last = st.last
+                try:
+                    while True:
+                        deadline = time.monotonic() + GET_TIMEOUT_S
+                        while True:
+                            try:
+                                batch = qget_many(timeout=max(0.001, deadline - time.monotonic()),
+                                                  max_messages_to_get=BATCH)
+                                break
+                            except _queue.Empty:
+                                if time.monotonic() >= deadline:
+                                    raise
+                                st.early_empty += 1
+                        marks = ends = 0
+                        for item in batch:
+                            if item is None:
+                                ends += 1
+                                continue
+                            if item.__class__ is str:
+                                marks += 1
+                                continue
+                            head = unpack_from(item, 0)[0]
+                            if (
+                                len(item) != nbytes
+                                or unpack_from(item, b)[0] != head
+                                or unpack_from(item, c)[0] != head
+                            ):
+                                torn += 1
+                            if head <= last:
+                                disorder += 1
+                            last = head
+                            seen(head)
+                            delivered += 1
+                        del batch
+                        if marks or ends:  # give back what was meant for the other consumers
+                            for _ in range(marks + ends - 1):
+                                qput("mark" if marks else None, timeout=GET_TIMEOUT_S)
+                            return "mark" if marks else "end"
                 finally:
                     st.delivered += delivered
                     st.torn += torn
@@ -701,7 +803,7 @@ class Session:
             return ring
         if t == "mp-queue":
             return ctx.Queue(maxsize=spec.slots)
-        if t == "faster-fifo":
+        if t in FASTER_FIFO:
             faster_fifo, _ = _faster_fifo()
             # room for `slots` pickled items, like the others' capacity
             per_item = spec.nbytes + 256
@@ -1078,10 +1180,15 @@ def targets(rows: list[Row]) -> list[Target]:
         r = get("ring-reserve", payload)
         if r is not None:
             out.append(Target(f"{PAYLOADS[payload][1]}: SharedFrameRing reserve/commit + get", r.throughput, 50_000, "/s"))
-    for transport in OURS:
+    for transport in ("ring-copy", "ring-reserve"):
         r = get(transport, "64b")
         if r is not None and get("faster-fifo", "64b") is not None:
             out.append(Target(f"64 B items: {TRANSPORTS[transport]} vs faster-fifo", r.vs_faster_fifo, 10.0, "x"))
+    r, ffm = get("ring-many", "64b"), get("faster-fifo-many", "64b")
+    if r is not None and ffm is not None:
+        v = r.throughput / ffm.throughput if r.throughput and ffm.throughput else None
+        out.append(Target("64 B items, both consumers batched: SharedFrameRing get_many vs faster-fifo get_many",
+                          v, 10.0, "x"))
     return out
 
 
