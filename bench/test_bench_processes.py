@@ -14,12 +14,14 @@ transport keys:
 
 * ``ring-copy``          SharedFrameRing put (copy in) + get, read in place
 * ``ring-reserve``       SharedFrameRing reserve/commit (written in place) + get
+* ``ring-many``          SharedFrameRing put, the consumer takes batches (get_many)
 * ``mp-queue``           multiprocessing.Queue (pickle + pipe)
 * ``faster-fifo``        faster_fifo.Queue (skipped if not installed)
+* ``faster-fifo-many``   the same, the consumer takes batches (get_many)
 * ``shm-index``          SharedMemory slots + mp.Queue of indices, copy in
 * ``shm-index-inplace``  the same, written in place
-* ``copyto`` / ``copyto-hot``  numpy.copyto in one process (1x1 groups only):
-  into 8 buffers in turn (the floor) / into one cache-resident buffer
+* ``copyto`` / ``copyto-8dst``  numpy.copyto in one process (1x1 groups only):
+  into one buffer (the floor) / into 8 buffers in turn
 
 After every test the run is checked: every item stamped, produced ==
 delivered + dropped, none duplicated, torn or out of order. The targets
@@ -43,12 +45,15 @@ ITEMS = {"frame": 64, "64b": 20_000}
 SMOKE_ITEMS = {"frame": 4, "64b": 200}
 ROUNDS = 3
 
+#: behind 2 and 4 consumers: the main rows (the CLI runs every transport there)
+MULTI = ("ring-copy", "ring-reserve", "mp-queue", "faster-fifo", "shm-index")
+
 CASES = [
     (payload, consumers, transport)
     for payload in procs.PAYLOADS
     for consumers in (1, 2, 4)
     for transport in procs.TRANSPORTS
-    if consumers == 1 or transport not in procs.FLOORS
+    if consumers == 1 or transport in MULTI
 ]
 
 
