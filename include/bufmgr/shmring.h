@@ -340,7 +340,12 @@ static inline int bm_shm_validate(const unsigned char *base, size_t size, int ne
         if (why && whylen) snprintf(why, whylen, __VA_ARGS__); \
         return BM_SHM_BADSEG;                             \
     } while (0)
-    const bm_shm_header *h = (const bm_shm_header *)base;
+    /* work on an aligned copy of at most `size` bytes: `base` may be any
+     * buffer (a test's bytes object), and nothing past `size` is read */
+    bm_shm_header copy;
+    const bm_shm_header *h = &copy;
+    memset(&copy, 0, sizeof copy);
+    if (size) memcpy(&copy, base, size < sizeof copy ? size : sizeof copy);
     if (size < sizeof(uint64_t) + sizeof(uint32_t))
         BM_SHM__BAD("segment is truncated: %zu bytes, smaller than any header", size);
     if (h->g.magic != BM_SHM_MAGIC) BM_SHM__BAD("not a bufmgr segment (bad magic number)");
@@ -373,7 +378,7 @@ static inline int bm_shm_validate(const unsigned char *base, size_t size, int ne
     if (h->g.policy > BM_POLICY_DROP_NEWEST || h->g.max_participants != BM_SHM_MAX_PARTICIPANTS ||
         h->g.ndim > BM_SHM_MAX_NDIM || memchr(h->g.dtype, 0, BM_SHM_DTYPE_LEN) == NULL)
         BM_SHM__BAD("segment header is corrupted (policy, participants, shape or dtype)");
-    if (need_ready && __atomic_load_n(&h->ready, __ATOMIC_ACQUIRE) != 1)
+    if (need_ready && h->ready != 1)
         BM_SHM__BAD("segment is not initialised (its creator is still setting it up, or died doing so)");
     return BM_OK;
 #undef BM_SHM__BAD
