@@ -48,7 +48,10 @@ duplicated or out of range and that ``produced == delivered + dropped``
 is 0). Anything else is ``lost`` and fails the run (exit status 1).
 
 Timing: the child processes are started once per row (forkserver where the
-platform has it, else spawn), warm up, then run timed rounds of N frames: the
+platform has it, else spawn) and stay up for the whole scenario; each row
+warms up, then the rows run their timed rounds interleaved (round 1 of every
+row, then round 2 ...), so load elsewhere on the machine hits all rows alike.
+A round moves N frames: the
 parent tells the producer "put N", the producer puts N frames then one round
 marker per consumer; a round ends when every consumer has reported its marker,
 i.e. when the last frame has been read. The fastest round is reported
@@ -120,9 +123,9 @@ FLOORS = ("copyto", "copyto-8dst")  # one process, no consumer
 
 CONSUMERS_DEFAULT = (1, 2, 4)
 #: seconds one timed round should take: (default, --quick)
-ROUND_SECONDS: tuple[float, float] = (0.5, 0.1)
-#: timed rounds per row, the fastest is reported: (default, --quick)
-ROUNDS: tuple[int, int] = (3, 1)
+ROUND_SECONDS: tuple[float, float] = (0.3, 0.1)
+#: timed rounds per row (interleaved with the other rows'), the fastest is reported: (default, --quick)
+ROUNDS: tuple[int, int] = (5, 1)
 #: a warm-up round is at least this long (pages faulted in, caches, sizing N)
 WARMUP_SECONDS: tuple[float, float] = (0.2, 0.05)
 #: at most this many items per round (consumers keep every stamp they saw)
@@ -1069,8 +1072,37 @@ def scenario_key(payload: str, consumers: int) -> str:
     return f"processes-{payload}-1x{consumers}"
 
 
-def run_row(
-    transport: str,
+def _new_row(transport: str, payload: str, consumers: int, slots: int | None) -> Row:
+    return Row(
+        transport,
+        TRANSPORTS[transport],
+        payload,
+        PAYLOADS[payload][0],
+        0 if transport in FLOORS else consumers,
+        slots or SLOTS[payload],
+        ours=transport in OURS,
+        note=TRANSPORT_NOTES[transport],
+    )
+
+
+def _calibrate(s: Session, payload: str, seconds: float, warmup_s: float, items: int | None) -> int:
+    """Warm-up rounds (pages faulted in, caches warm); the n of a ~`seconds` round."""
+    if items is not None:
+        s.round(max(1, min(items, SLOTS[payload] * 2)))  # warm-up: every slot touched
+        return items
+    n = 8 if payload == "frame" else 512
+    spent = 0.0
+    while True:  # growing n until warmup_s is spent
+        dt = s.round(n)
+        spent += dt
+        if spent >= warmup_s or n >= MAX_ROUND_ITEMS:
+            break
+        n = min(MAX_ROUND_ITEMS, n * 4 if dt < warmup_s / 8 else n * 2)
+    return max(1, min(MAX_ROUND_ITEMS, int(n / max(dt, 1e-6) * seconds)))
+
+
+def run_scenario(
+    transports: list[str],
     payload: str,
     consumers: int = 1,
     *,
@@ -1079,55 +1111,70 @@ def run_row(
     warmup_s: float = WARMUP_SECONDS[0],
     items: int | None = None,
     slots: int | None = None,
-) -> Row:
-    """Run one transport: start its processes, warm up, time `rounds` rounds."""
-    nbytes = PAYLOADS[payload][0]
-    row = Row(
-        transport,
-        TRANSPORTS[transport],
-        payload,
-        nbytes,
-        0 if transport in FLOORS else consumers,
-        slots or SLOTS[payload],
-        ours=transport in OURS,
-        note=TRANSPORT_NOTES[transport],
-    )
-    why = unavailable(transport, payload)
-    if why:
-        row.available, row.note = False, why
-        return row
+    progress: Any = None,
+) -> list[Row]:
+    """Run several transports side by side: start every one's processes,
+    warm each up, then time their rounds INTERLEAVED (round 1 of each, round
+    2 of each, ...), so a burst of load elsewhere on the machine hits all of
+    them alike instead of one row; the fastest round of each is reported."""
+    rows = {t: _new_row(t, payload, consumers, slots) for t in transports}
+    sessions: dict[str, Session] = {}
+    sizes: dict[str, int] = {}
+    timed: dict[str, list[float]] = {t: [] for t in transports}
+
+    def fail(t: str, exc: BaseException) -> None:
+        rows[t].error = str(exc).strip() or repr(exc)
+        s = sessions.pop(t, None)
+        if s is not None:
+            s.terminate()
+
     try:
-        with Session(transport, payload, consumers, slots) as s:
-            if items is None:
-                n = 8 if payload == "frame" else 512
-                spent = 0.0
-                while True:  # warm-up rounds, growing n, until warmup_s is spent
-                    dt = s.round(n)
-                    spent += dt
-                    if spent >= warmup_s or n >= MAX_ROUND_ITEMS:
-                        break
-                    n = min(MAX_ROUND_ITEMS, n * 4 if dt < warmup_s / 8 else n * 2)
-                n = max(1, min(MAX_ROUND_ITEMS, int(n / max(dt, 1e-6) * seconds)))
-            else:
-                n = items
-                s.round(max(1, min(n, SLOTS[payload] * 2)))  # warm-up: fill every slot once
-            timed = [s.round(n) for _ in range(max(1, rounds))]
-            acct = s.close()
-    except SessionError as exc:
-        row.error = str(exc).strip()
-        return row
-    row.items_per_round = n
-    row.rounds = [round(t, 6) for t in timed]
-    row.seconds = min(timed)
-    row.throughput = n / row.seconds if row.seconds > 0 else None
-    row.mb_per_s = row.throughput * nbytes / 1e6 if row.throughput else None
-    row.produced, row.delivered, row.dropped = acct.produced, acct.delivered, acct.dropped
-    row.lost, row.duplicates, row.torn, row.disorder = acct.lost, acct.duplicates, acct.torn, acct.disorder
-    row.out_of_range = acct.out_of_range
-    if acct.early_empty:
-        row.note += f"; get(timeout=60) raised Empty early {acct.early_empty:,}x (retried)"
-    row.per_consumer = acct.per_consumer
-    return row
+        for t in transports:
+            why = unavailable(t, payload)
+            if why:
+                rows[t].available, rows[t].note = False, why
+                continue
+            try:
+                sessions[t] = Session(t, payload, consumers, slots).start()
+                sizes[t] = _calibrate(sessions[t], payload, seconds, warmup_s, items)
+            except SessionError as exc:
+                fail(t, exc)
+        for _ in range(max(1, rounds)):
+            for t in list(sessions):
+                try:
+                    timed[t].append(sessions[t].round(sizes[t]))
+                except SessionError as exc:
+                    fail(t, exc)
+        for t in list(sessions):
+            try:
+                acct = sessions[t].close()
+            except SessionError as exc:
+                fail(t, exc)
+                continue
+            row, n = rows[t], sizes[t]
+            row.items_per_round = n
+            row.rounds = [round(x, 6) for x in timed[t]]
+            row.seconds = min(timed[t])
+            row.throughput = n / row.seconds if row.seconds > 0 else None
+            row.mb_per_s = row.throughput * row.payload_bytes / 1e6 if row.throughput else None
+            row.produced, row.delivered, row.dropped = acct.produced, acct.delivered, acct.dropped
+            row.lost, row.duplicates, row.torn, row.disorder = acct.lost, acct.duplicates, acct.torn, acct.disorder
+            row.out_of_range = acct.out_of_range
+            if acct.early_empty:
+                row.note += f"; get(timeout=60) raised Empty early {acct.early_empty:,}x (retried)"
+            row.per_consumer = acct.per_consumer
+    finally:
+        for s in sessions.values():
+            s.terminate()
+    if progress is not None:
+        for t in transports:
+            progress.advance(label=f"{scenario_key(payload, consumers)} {t}")
+    return [rows[t] for t in transports]
+
+
+def run_row(transport: str, payload: str, consumers: int = 1, **kw: Any) -> Row:
+    """One transport alone (see run_scenario)."""
+    return run_scenario([transport], payload, consumers, **kw)[0]
 
 
 def fill_ratios(rows: list[Row]) -> None:
@@ -1207,19 +1254,15 @@ def run_all(
     rows: list[Row] = []
     for payload in payloads:
         for c in consumers:
-            for t in transports:
-                if t in FLOORS and c != consumers[0]:
-                    continue  # once per payload
-                label = f"{scenario_key(payload, c)} {t}"
-                row = run_row(
-                    t, payload, c,
-                    seconds=ROUND_SECONDS[q],
-                    rounds=rounds or ROUNDS[q],
-                    warmup_s=WARMUP_SECONDS[q],
-                )
-                rows.append(row)
-                if progress is not None:
-                    progress.advance(label=label)
+            # the one-process floors once per payload, beside the first consumer count
+            ts = [t for t in transports if t not in FLOORS or c == consumers[0]]
+            rows += run_scenario(
+                ts, payload, c,
+                seconds=ROUND_SECONDS[q],
+                rounds=rounds or ROUNDS[q],
+                warmup_s=WARMUP_SECONDS[q],
+                progress=progress,
+            )
     fill_ratios(rows)
     return rows
 
@@ -1340,7 +1383,7 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def header_line(quick: bool) -> str:
+def header_line(quick: bool, rounds: int | None = None) -> str:
     import platform
 
     try:
@@ -1354,7 +1397,8 @@ def header_line(quick: bool) -> str:
         f"bufmgr bench --scenario processes: Python {platform.python_version()} "
         f"({platform.python_implementation()}), {platform.system()} {platform.machine()}, "
         f"{os.cpu_count()} CPUs, bufmgr core: {impl}, start method {mp_context().get_start_method()}; "
-        f"fastest of {ROUNDS[q]} rounds of ~{ROUND_SECONDS[q]:g} s per row. Higher is better; "
+        f"fastest of {rounds or ROUNDS[q]} rounds of ~{ROUND_SECONDS[q]:g} s per row, the rows' rounds interleaved. "
+        f"Higher is better; "
         f"'vs floor' = items/s / numpy.copyto's (one copy, one process) for the same size."
     )
 
@@ -1431,7 +1475,7 @@ def run(args: Any, in_process: Callable[[Any], int] | None = None) -> int:
     consumers = sorted(set(args.consumers or CONSUMERS_DEFAULT))
     from .progress import ProgressBar
 
-    print(header_line(args.quick))
+    print(header_line(args.quick, args.repeat))
     total = count_rows(transports, payloads, consumers)
     t0 = time.monotonic()
     with ProgressBar(total, enabled=False if args.no_progress else None) as bar:
