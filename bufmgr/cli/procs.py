@@ -1098,6 +1098,10 @@ def _calibrate(s: Session, payload: str, seconds: float, warmup_s: float, items:
         if spent >= warmup_s or n >= MAX_ROUND_ITEMS:
             break
         n = min(MAX_ROUND_ITEMS, n * 4 if dt < warmup_s / 8 else n * 2)
+    # once more at the estimated size: the first rounds pay the page faults of
+    # a fresh segment and would make N too small
+    n = max(1, min(MAX_ROUND_ITEMS, int(n / max(dt, 1e-6) * seconds)))
+    dt = s.round(n)
     return max(1, min(MAX_ROUND_ITEMS, int(n / max(dt, 1e-6) * seconds)))
 
 
