@@ -191,10 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--slow-factor", type=_positive_float, default=4.0, metavar="F", help="the slowed stage runs at rate/F (default 4)")
     d.add_argument("--json", metavar="PATH", help="also write the summary as JSON")
     d.add_argument("--no-status", action="store_true", help="no live status line")
-        choices=("pair", "timeout", "threads", "asyncio", "processes"),
-        help="run only these scenarios (repeatable; default: pair, timeout, threads). "
-        "asyncio: async_get/async_put vs janus, culsans, aiologic (those installed) and the "
-        "thread-put -> coroutine wake latency; processes: the transports between processes, see below",
+    sh = sub.add_parser(
+        "shm",
+        help="list or clean up SharedFrameRing segments in /dev/shm",
+        description="list: every bufmgr segment with its creator pid, whether it is alive and "
+        "the participants attached. clean: remove the segments whose processes are all gone.",
+    )
+    sh.add_argument("action", choices=("list", "clean"))
+    sh.add_argument("--force", action="store_true", help="clean: also remove files that are not valid segments")
+    d.add_argument(
+        "--processes",
+        action="store_true",
+        help="capture, processing and storage in 3 separate processes over SharedFrameRings "
+        "(shared memory); the consumer is this process",
+    )
     return parser
 
 
