@@ -45,6 +45,16 @@ def check_maxsize(maxsize: object) -> int:
     return int(maxsize) if maxsize > 0 else 0  # plain int, also for bool/subclasses
 
 
+def check_bounded_policy(maxsize: int, overflow: str) -> None:
+    """A drop policy acts only when the queue is full: unbounded, it would
+    silently never drop (and hold everything). Refuse the combination."""
+    if overflow != "block" and maxsize <= 0:
+        raise ValueError(
+            f"overflow={overflow!r} needs a bound: maxsize must be > 0, got {maxsize} "
+            "(maxsize <= 0 means unbounded, which never drops)"
+        )
+
+
 def check_timeout(timeout: object) -> float | None:
     """Validate a blocking timeout; return seconds, or None for 'forever'.
 
