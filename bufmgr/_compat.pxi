@@ -113,7 +113,7 @@ cdef class _QueueLock:
     def __enter__(self):
         return self.acquire()
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         self.release()
 
     def __repr__(self):
@@ -146,7 +146,7 @@ cdef class _QueueCondition:
     def __enter__(self):
         return self.lock.acquire()
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         self.lock.release()
 
     def _is_owned(self):
