@@ -33,7 +33,8 @@ say "built $(basename "$sdist")"
 tar tzf "$sdist" >"$work/contents"
 for f in include/bufmgr/ring.h include/bufmgr/pool.h include/bufmgr/platform.h \
          bufmgr/_ring.pyx bufmgr/_cring.pxd bufmgr/_cpool.pxd bufmgr/_framering.pxi \
-         bufmgr/_mgrcore.pxi bufmgr/_ring.pyi bufmgr/py.typed setup.py pyproject.toml \
+         bufmgr/_mgrcore.pxi bufmgr/_compat.pxi bufmgr/_pycompat.py bufmgr/_ring.pyi bufmgr/py.typed \
+         setup.py pyproject.toml tests/typing/check_queue.py \
          tests/conftest.py tests/c/ring_stress.c tests/c/run.sh; do
     grep -q "^bufmgr-[^/]*/$f\$" "$work/contents" || die "sdist lacks $f"
 done
@@ -42,6 +43,15 @@ done
 # a wheel from the sdist alone (pip unpacks it in a temp dir: no checkout around)
 "$work/tools/bin/pip" wheel -q --no-deps -w "$work/wheels" "$sdist" >"$work/wheel.log" 2>&1 \
     || { tail -40 "$work/wheel.log"; die "wheel from the sdist failed"; }
+# the wheel: the compiled module and the sources, never Cython's generated C or HTML
+python3 -m zipfile -l "$work"/wheels/bufmgr-*.whl | awk 'NR > 1 {print $1}' >"$work/wheel-contents"
+for f in bufmgr/_ring.pyi bufmgr/py.typed bufmgr/_ring.pyx bufmgr/_compat.pxi; do
+    grep -qx "$f" "$work/wheel-contents" || die "wheel lacks $f"
+done
+grep -qE '^bufmgr/_ring\..*(so|pyd)$' "$work/wheel-contents" || die "wheel lacks the compiled module"
+! grep -qE '\.(c|html)$' "$work/wheel-contents" \
+    || die "wheel carries generated files: $(grep -E '\.(c|html)$' "$work/wheel-contents" | tr '\n' ' ')"
+say "wheel: $(wc -l <"$work/wheel-contents") files, no generated C/HTML"
 python3 -m venv "$work/user"
 "$work/user/bin/pip" install -q "$work"/wheels/bufmgr-*.whl
 (cd "$work" && "$work/user/bin/python" - <<'PY'
