@@ -31,25 +31,29 @@ _get_ident = threading.get_ident
 
 
 def compat_of(q: Any) -> "QueueCompat":
-    c = q._compat
+    c: QueueCompat | None = q._compat
     if c is not None:
         return c
     with _creation:
-        if q._compat is None:
-            q._compat = QueueCompat(q)
-        return q._compat
+        c = q._compat
+        if c is None:
+            c = q._compat = QueueCompat(q)
+        return c
 
 
 def _events(q: Any, kind: int) -> int:
     """bm_ring_events_locked's twin (q's lock held)."""
-    mode = q._shutdown
+    mode: int = q._shutdown
     if kind == ITEMS:
-        return (q._puts << 2) | mode
+        puts: int = q._puts
+        return (puts << 2) | mode
     if kind == ROOM:
-        return ((q._gets + q._dropped + q._cleared) << 2) | mode
-    if q._unfinished == 0:
+        freed: int = q._gets + q._dropped + q._cleared
+        return (freed << 2) | mode
+    unfinished: int = q._unfinished
+    if unfinished == 0:
         return -4 + mode  # distinct from every count
-    return (q._unfinished << 2) | mode
+    return (unfinished << 2) | mode
 
 
 class QueueCompat:
@@ -142,7 +146,8 @@ class QueueCondition:
         return self._lock._is_owned()
 
     def _inner(self, q: Any) -> threading.Condition:
-        return (q._not_empty, q._not_full, q._all_tasks_done)[self._kind]
+        conds: tuple[threading.Condition, ...] = (q._not_empty, q._not_full, q._all_tasks_done)
+        return conds[self._kind]
 
     def wait(self, timeout: float | None = None) -> bool:
         """Release the mutex, sleep until an event of this kind, a notify()

@@ -72,7 +72,8 @@ class FrameQueue:
 
     ``maxsize <= 0`` means unbounded. ``overflow`` is ``"block"`` (put waits
     for room), ``"drop_oldest"`` (put evicts and returns the oldest item) or
-    ``"drop_newest"`` (put refuses and returns the new item).
+    ``"drop_newest"`` (put refuses and returns the new item); a drop policy
+    needs ``maxsize > 0``. Final, like the compiled class.
     """
 
     __slots__ = (
@@ -479,7 +480,7 @@ class FrameQueue:
     def __bool__(self) -> bool:
         return True  # like queue.Queue: `q or FrameQueue()` keeps an empty queue
 
-    __class_getitem__ = classmethod(GenericAlias)  # FrameQueue[int], like queue.Queue[int]
+    __class_getitem__: Any = classmethod(GenericAlias)  # FrameQueue[int], like queue.Queue[int]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # The compiled class is final (its hot path calls no Python hooks);
@@ -543,10 +544,10 @@ class FrameQueue:
 # exist in the child. Queued items and counters are kept. The list of queues
 # is re-read if another thread creates one while it is being copied.
 _live_queues: "weakref.WeakSet[FrameQueue]" = weakref.WeakSet()
-_locked_for_fork: list = []
+_locked_for_fork: "list[FrameQueue]" = []
 
 
-def _snapshot_live_queues() -> list:
+def _snapshot_live_queues() -> "list[FrameQueue]":
     while True:
         try:
             return list(_live_queues)

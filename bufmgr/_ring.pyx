@@ -184,7 +184,9 @@ cdef class FrameQueue:
     over a C ring of object references (zero copy). ``overflow`` says what a
     put does when ``maxsize`` items are queued: "block" (like queue.Queue),
     "drop_oldest" (evict the oldest, return it) or "drop_newest" (refuse the
-    new item, return it). ``maxsize <= 0`` means unbounded.
+    new item, return it). ``maxsize <= 0`` means unbounded (kept as given,
+    like queue.Queue); a drop policy needs ``maxsize > 0`` (ValueError).
+    Final: subclassing raises TypeError (no _put/_get hooks to override).
     """
 
     cdef bm_ring ring

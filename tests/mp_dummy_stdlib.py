@@ -41,7 +41,10 @@ def main(impl: str) -> int:
     dummy_connection.Queue = queue_factory  # what Pipe/Listener/Client call
 
     ns = {"__name__": "mp_dummy_over_framequeue"}
-    stdlib_tests.install_tests_in_module_dict(ns, "spawn", only_type="threads")
+    try:
+        stdlib_tests.install_tests_in_module_dict(ns, "spawn", only_type="threads")
+    except TypeError:  # 3.10-3.11.x before only_type: installs every flavour; we pick ours
+        stdlib_tests.install_tests_in_module_dict(ns, "spawn")
     wanted = ["WithThreadsTestConnection", "WithThreadsTestListenerClient", "WithThreadsTestPoll"]
     loader = unittest.TestLoader()
     suite = unittest.TestSuite(loader.loadTestsFromTestCase(ns[name]) for name in wanted)

@@ -15,20 +15,22 @@ missed wake-up shows as the 30 s wait timing out (False), never as a hang.
 from __future__ import annotations
 
 import _thread
+import gc
 import os
 import queue
 import subprocess
 import sys
 import threading
 import types
+import weakref
 from collections import deque
 from pathlib import Path
 
 import pytest
 
-from conftest import DEADLINE_S, NO_EXTENSIONS
-
 HERE = Path(__file__).resolve().parent
+DEADLINE_S = 30.0  # liveness bound, never a timing assertion (as in conftest.py)
+NO_EXTENSIONS = os.environ.get("BUFMGR_NO_EXTENSIONS", "") not in ("", "0")
 
 
 GIL_BUILD = getattr(sys, "_is_gil_enabled", lambda: True)()
@@ -161,6 +163,22 @@ def test_mutex_does_not_block_the_queue(FrameQueue):
     q.mutex.release()
     with pytest.raises(RuntimeError):
         q.mutex.release()
+
+
+def test_compat_objects_do_not_leak_the_queue(FrameQueue):
+    # q -> its compat objects -> q is a cycle: the collector must see through
+    # it (the compiled class's tp_traverse visits them too)
+    class Item:
+        pass
+
+    q = FrameQueue(4)
+    item = Item()
+    q.put(item)
+    held = (q.mutex, q.not_empty, q.not_full, q.all_tasks_done, q.queue)
+    ref, item_ref = weakref.ref(q), weakref.ref(item)
+    del q, held, item
+    gc.collect()
+    assert ref() is None and item_ref() is None
 
 
 # ---------------------------------------------------------------------------
