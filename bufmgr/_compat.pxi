@@ -29,6 +29,7 @@
 # PyErr_CheckSignals between them. Like every detached wait in _ring.pyx the
 # watcher counts itself in q.detached first (see _enter).
 
+from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport Py_XINCREF
 
 import operator as _operator
@@ -37,7 +38,6 @@ from collections import deque as _deque
 from time import monotonic as _monotonic
 
 cdef object _compat_creation = _threading.Lock()  # one set of compat objects per queue
-cdef object _get_ident = _threading.get_ident
 
 
 cdef _QueueCompat _compat_of(FrameQueue q):
@@ -72,7 +72,11 @@ cdef class _QueueLock:
 
     cdef object lock
     cdef FrameQueue q
-    cdef object owner            # thread ident of the holder, None when free
+    # The holder's thread id, 0 when free. A C integer, not an object: other
+    # threads read it (_is_owned) while the holder writes it, and on a
+    # free-threaded build an object field replaced under a reader is a
+    # use-after-free (invariant 5).
+    cdef unsigned long owner
     cdef uint64_t seen[3]        # the ring's event counts when it was taken
 
     def __cinit__(self, FrameQueue q):
@@ -81,7 +85,7 @@ cdef class _QueueLock:
 
     cdef int _taken(self) except -1:
         cdef int k
-        self.owner = _get_ident()
+        self.owner = PyThread_get_thread_ident()
         _enter(self.q)
         for k in range(3):
             self.seen[k] = bm_ring_events_locked(&self.q.ring, k)
@@ -97,7 +101,8 @@ cdef class _QueueLock:
 
     def release(self):
         """Lock.release(); RuntimeError if it is not held."""
-        owner, self.owner = self.owner, None
+        cdef unsigned long owner = self.owner
+        self.owner = 0
         try:
             self.lock.release()
         except BaseException:
@@ -108,7 +113,7 @@ cdef class _QueueLock:
         return self.lock.locked()
 
     def _is_owned(self):
-        return self.owner == _get_ident()
+        return self.owner != 0 and self.owner == PyThread_get_thread_ident()
 
     def __enter__(self):
         return self.acquire()
