@@ -14,11 +14,13 @@ import sys
 Full = queue.Full
 Empty = queue.Empty
 
-try:  # Python 3.13+: be the stdlib's exception, so `except queue.ShutDown` works.
-    ShutDown = queue.ShutDown  # type: ignore[attr-defined]
-except AttributeError:  # pragma: no cover - exercised on 3.10-3.12
+# A version check, not try/except AttributeError: type checkers then see one
+# definition per Python version (no `type: ignore` that is unused on 3.13).
+if sys.version_info >= (3, 13):  # be the stdlib's exception, so `except queue.ShutDown` works
+    ShutDown = queue.ShutDown
+else:  # pragma: no cover - exercised on 3.10-3.12
 
-    class ShutDown(Exception):  # type: ignore[no-redef]
+    class ShutDown(Exception):
         """Raised when put/get is called on a FrameQueue that was shut down."""
 
 

@@ -412,7 +412,10 @@ def test_cpython_dummy_connection_suite(impl):
     with multiprocessing.dummy.connection.Queue swapped for FrameQueue."""
     if impl == "c" and NO_EXTENSIONS:
         pytest.skip("BUFMGR_NO_EXTENSIONS=1: compiled FrameQueue not tested")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent)] + sys.path))
+    import bufmgr  # the child imports the very bufmgr this process tests (installed or in place)
+
+    where = str(Path(bufmgr.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([where] + sys.path))
     proc = subprocess.run([sys.executable, str(HERE / "mp_dummy_stdlib.py"), impl], env=env,
                           capture_output=True, text=True, timeout=240)
     if proc.returncode == 77:

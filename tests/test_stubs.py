@@ -75,7 +75,7 @@ def _stub_params(fn: ast.FunctionDef) -> list[tuple[str, str, object]]:
         out.append((arg.arg, "KEYWORD_ONLY", inspect.Parameter.empty if default is None else ast.literal_eval(default)))
     if a.kwarg:
         out.append((a.kwarg.arg, "VAR_KEYWORD", inspect.Parameter.empty))
-    return out[1:] if out and out[0][0] == "self" else out
+    return out[1:] if out and out[0][0] in ("self", "cls") else out
 
 
 def _real_params(sig: inspect.Signature) -> list[tuple[str, str, object]]:
