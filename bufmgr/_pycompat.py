@@ -86,11 +86,9 @@ class QueueLock:
             return False
         self._owner = _get_ident()
         q = self._q
-        q._enter()
-        try:
+        q._refuse_reentry()
+        with q._mutex:
             self._seen = (_events(q, ITEMS), _events(q, ROOM), _events(q, ALL_DONE))
-        finally:
-            q._leave()
         return True
 
     def release(self) -> None:
@@ -164,11 +162,9 @@ class QueueCondition:
                 deadline = _monotonic() + max(seconds, 0.0)
         q, kind = lock._q, self._kind
         seen = lock._seen[kind]
-        q._enter()
-        try:
+        q._refuse_reentry()
+        with q._mutex:
             kick_seen = self._kicks
-        finally:
-            q._leave()
         lock.release()
         try:
             return self._watch(q, kind, seen, kick_seen, deadline)
@@ -177,28 +173,28 @@ class QueueCondition:
 
     def _watch(self, q: Any, kind: int, seen: int, kick_seen: int, deadline: float | None) -> bool:
         inner = self._inner(q)
-        q._enter()
-        try:
-            while _events(q, kind) == seen and self._kicks == kick_seen:
-                if deadline is not None and _monotonic() >= deadline:
-                    return False
-                self._count(q, 1)
-                try:
-                    ok = q._wait_slice(inner, deadline)
-                finally:
-                    self._count(q, -1)
-                if not ok:
-                    return False
-            return True
-        finally:
-            # We may have taken a notify meant for a real getter/putter: pass one on.
-            if kind == ITEMS and q._queue and q._getters_waiting:
-                q._not_empty.notify()
-            elif kind == ROOM and q._putters_waiting and not (
-                q._maxsize and len(q._queue) >= q._maxsize
-            ):
-                q._not_full.notify()
-            q._leave()
+        q._refuse_reentry()
+        with q._mutex:
+            try:
+                while _events(q, kind) == seen and self._kicks == kick_seen:
+                    if deadline is not None and _monotonic() >= deadline:
+                        return False
+                    self._count(q, 1)
+                    try:
+                        ok = q._wait_slice(inner, deadline)
+                    finally:
+                        self._count(q, -1)
+                    if not ok:
+                        return False
+                return True
+            finally:
+                # We may have taken a notify meant for a real getter/putter: pass one on.
+                if kind == ITEMS and q._queue and q._getters_waiting:
+                    q._not_empty.notify()
+                elif kind == ROOM and q._putters_waiting and not (
+                    q._maxsize and len(q._queue) >= q._maxsize
+                ):
+                    q._not_full.notify()
 
     def _count(self, q: Any, d: int) -> None:
         if self._kind == ITEMS:
@@ -232,12 +228,10 @@ class QueueCondition:
         if n <= 0:
             return
         q = self._lock._q
-        q._enter()
-        try:
+        q._refuse_reentry()
+        with q._mutex:
             self._kicks += 1
             self._inner(q).notify_all()
-        finally:
-            q._leave()
 
     def notify_all(self) -> None:
         self.notify(1)
@@ -263,11 +257,9 @@ class QueueView:
 
     def _snapshot(self) -> list[Any]:
         q = self._q
-        q._enter()
-        try:
+        q._refuse_reentry()
+        with q._mutex:
             return list(q._queue)
-        finally:
-            q._leave()
 
     def __len__(self) -> int:
         return int(self._q.qsize())
@@ -284,11 +276,9 @@ class QueueView:
     def __getitem__(self, index: int, /) -> Any:
         index = operator.index(index)  # TypeError for slices, like deque
         q = self._q
-        q._enter()
-        try:
+        q._refuse_reentry()
+        with q._mutex:
             return q._queue[index]
-        finally:
-            q._leave()
 
     def clear(self) -> None:
         self._q.clear()

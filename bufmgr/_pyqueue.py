@@ -15,13 +15,20 @@ free-threaded builds, an object whose last reference another thread dropped
 (deallocated later in the thread that created it). Such a finalizer that
 calls back into the same queue cannot proceed -- the critical section it
 interrupted is half-way through an update -- and with a plain Lock it would
-deadlock. The lock is therefore an ``RLock`` plus a ``_busy`` flag (set for
-the duration of each critical section, cleared while waiting on a
-Condition, when the state is consistent): a public method entered while
-this thread's critical section is busy raises RuntimeError at once instead
-of hanging. A re-entrant call while this thread only waits on a Condition
-proceeds normally. The compiled class never runs Python code while its
-mutex is held and is not affected.
+deadlock. The lock is therefore an ``RLock``: a public method entered while
+this thread owns it (``RLock._is_owned()``: it is inside one of its critical
+sections) raises RuntimeError at once instead of hanging. A re-entrant call
+while this thread only waits on a Condition (which releases the lock, the
+state being consistent) proceeds normally. The compiled class never runs
+Python code while its mutex is held and is not affected.
+
+Asynchronous exceptions (KeyboardInterrupt from a signal handler, issue 11.3)
+can be raised at any eval-breaker check: after a call returns, at the start
+of a Python function, on a backward jump. So every critical section is
+``with self._mutex:`` -- the RLock's C-level __enter__ runs without such a
+check before the with block protects it, and __exit__ releases it before
+the next check -- and no flag has to be set or cleared around it: an
+interrupt can land anywhere and still leave the lock free and the queue usable.
 """
 
 from __future__ import annotations
@@ -29,12 +36,14 @@ from __future__ import annotations
 import operator
 import os
 import threading
+from threading import get_ident as _get_ident
 import weakref
 from collections import deque
 from types import GenericAlias
 from time import monotonic as _monotonic
 from typing import Any, Iterable
 
+from . import _aio
 from ._errors import (
     TASK_DONE_TOO_MANY,
     WAIT_SLICE_S,
@@ -81,7 +90,8 @@ class FrameQueue:
         "_not_full", "_all_tasks_done", "_shutdown", "_unfinished",
         "_getters_waiting", "_putters_waiting", "_joiners_waiting",
         "_puts", "_gets", "_dropped", "_cleared", "_waits", "_high_water",
-        "_busy", "_maxsize_arg", "_compat", "__weakref__",
+        "_maxsize_arg", "_compat",
+        "_waiting", "_aio", "_aio_getters", "_aio_putters", "__weakref__",
     )
 
     def __init__(self, maxsize: int = 0, overflow: str = "block") -> None:
@@ -92,10 +102,10 @@ class FrameQueue:
         self._compat = None  # queue.Queue-style mutex/conditions/view (_pycompat), on first use
         self._policy = _POLICIES[overflow]
         self._queue: deque[Any] = deque()
-        # RLock + _busy: re-entry from a finalizer raises instead of deadlocking
-        # (module docstring). _busy is only read and written by the lock holder.
+        # RLock: re-entry from a finalizer raises instead of deadlocking
+        # (module docstring, _refuse_reentry).
         self._mutex = threading.RLock()
-        self._busy = False
+        self._waiting: list[int] = []  # threads in _wait_slice (see _refuse_reentry)
         self._not_empty = threading.Condition(self._mutex)
         self._not_full = threading.Condition(self._mutex)
         self._all_tasks_done = threading.Condition(self._mutex)
@@ -104,6 +114,11 @@ class FrameQueue:
         self._getters_waiting = self._putters_waiting = self._joiners_waiting = 0
         self._puts = self._gets = self._dropped = self._cleared = self._waits = 0
         self._high_water = 0
+        # asyncio (bufmgr/_aio.py): the registries, made on first use, and
+        # whether any coroutine waits for an item / for room. Read after the
+        # lock is released: the one check the sync hot path pays.
+        self._aio = None
+        self._aio_getters = self._aio_putters = False
         _live_queues.add(self)  # fork safety, see the bottom of this module
 
     # ---- internals (lock held) -------------------------------------------
@@ -130,18 +145,14 @@ class FrameQueue:
         if added and self._getters_waiting:
             self._not_empty.notify(added)
 
-    def _enter(self) -> None:
-        """Open a critical section: take the lock, refuse re-entry (module docstring)."""
-        self._mutex.acquire()
-        if self._busy:
-            self._mutex.release()
+    def _refuse_reentry(self) -> None:
+        """Before ``with self._mutex:``: RuntimeError if this thread is inside
+        one of this queue's critical sections (a finalizer run there called
+        back in; module docstring), unless it is only waiting in
+        _wait_slice. Only this thread changes whether it owns the lock or is
+        listed in ``_waiting``, so the check cannot race."""
+        if self._mutex._is_owned() and _get_ident() not in self._waiting:
             raise RuntimeError(_REENTRANT)
-        self._busy = True
-
-    def _leave(self) -> None:
-        """Close the critical section opened by _enter()."""
-        self._busy = False
-        self._mutex.release()
 
     def _wait_slice(self, cond: threading.Condition, deadline: float | None) -> bool:
         """Sleep at most WAIT_SLICE_S on ``cond``; False if the deadline already passed."""
@@ -153,11 +164,26 @@ class FrameQueue:
                 return False
             if seconds > WAIT_SLICE_S:
                 seconds = WAIT_SLICE_S
-        self._busy = False  # the state is consistent while we wait: others may enter
+        mutex = self._mutex
+        waiting = self._waiting
+        me = _get_ident()
         try:
-            cond.wait(seconds)
+            # While this thread waits the state is consistent: a finalizer it
+            # runs in Condition.wait may use the object (see _refuse_reentry).
+            waiting.append(me)
+            cond.wait(seconds)  # the state is consistent: others (and finalizers) may enter
         finally:
-            self._busy = True
+            # threading.Condition.wait has one window between releasing the
+            # lock and its own try block: an interrupt there leaves the lock
+            # released. Take it back first, so the with block ends as it
+            # began. (Only a second interrupt within the next few bytecodes,
+            # before the acquire, still escapes: the with block's exit then
+            # raises RuntimeError("cannot release un-acquired lock") with the
+            # lock free and the state consistent.)
+            if not mutex._is_owned():
+                mutex.acquire()
+            if me in waiting:
+                waiting.remove(me)
         return True
 
     def _await_item(self, block: bool, deadline: float | None) -> None:
@@ -206,8 +232,9 @@ class FrameQueue:
         """Queue ``item``; return the item dropped by the overflow policy, or None."""
         block = bool(block)
         deadline = _deadline(block, timeout)
-        self._enter()
-        try:
+        evicted = None
+        self._refuse_reentry()
+        with self._mutex:
             if self._shutdown:
                 raise ShutDown
             maxsize = self._maxsize
@@ -222,14 +249,13 @@ class FrameQueue:
                     evicted = self._queue.popleft()
                     self._dropped += 1
                     self._retire(1)
-                    self._push(item)
-                    return evicted
-                self._await_room(block, deadline, False)
+                else:
+                    self._await_room(block, deadline, False)
             self._push(item)
             self._wake_getters(1)
-        finally:
-            self._leave()
-        return None
+        if self._aio_getters:  # a coroutine waits: wake it, lock released
+            self._aio.getters.notify(1)
+        return evicted
 
     def put_nowait(self, item: Any) -> Any:
         """Equivalent to ``put(item, False)``."""
@@ -254,31 +280,35 @@ class FrameQueue:
         dropped: list[Any] = []
         added = 0
         waited = False
-        self._enter()
+        self._refuse_reentry()
         try:
-            maxsize, policy = self._maxsize, self._policy
-            for item in items:
-                if self._shutdown:
-                    raise ShutDown
-                if maxsize and len(self._queue) >= maxsize:
-                    if policy == _BLOCK:
-                        self._wake_getters(added)  # wake consumers before sleeping
-                        added = 0
-                        waited = self._await_room(block, deadline, waited)
-                    elif policy == _DROP_NEWEST:
-                        self._puts += 1
-                        self._dropped += 1
-                        dropped.append(item)
-                        continue
-                    else:
-                        dropped.append(self._queue.popleft())
-                        self._dropped += 1
-                        self._retire(1)
-                self._push(item)
-                added += 1
+            with self._mutex:
+                try:
+                    maxsize, policy = self._maxsize, self._policy
+                    for item in items:
+                        if self._shutdown:
+                            raise ShutDown
+                        if maxsize and len(self._queue) >= maxsize:
+                            if policy == _BLOCK:
+                                self._wake_getters(added)  # wake consumers before sleeping
+                                added = 0
+                                waited = self._await_room(block, deadline, waited)
+                            elif policy == _DROP_NEWEST:
+                                self._puts += 1
+                                self._dropped += 1
+                                dropped.append(item)
+                                continue
+                            else:
+                                dropped.append(self._queue.popleft())
+                                self._dropped += 1
+                                self._retire(1)
+                        self._push(item)
+                        added += 1
+                finally:
+                    self._wake_getters(added)
         finally:
-            self._wake_getters(added)
-            self._leave()
+            if self._aio_getters:
+                self._aio.getters.notify(len(items))
         return dropped  # evicted items go to the caller; none released under the lock
 
     # ---- consumers ---------------------------------------------------------
@@ -287,14 +317,14 @@ class FrameQueue:
         """Remove and return the oldest item (Empty / ShutDown once drained)."""
         block = bool(block)
         deadline = _deadline(block, timeout)
-        self._enter()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
             self._await_item(block, deadline)
             item = self._queue.popleft()
             self._gets += 1
             self._wake_putters(1)
-        finally:
-            self._leave()
+        if self._aio_putters:
+            self._aio.putters.notify(1)
         return item
 
     def get_nowait(self) -> Any:
@@ -306,8 +336,8 @@ class FrameQueue:
         block = bool(block)
         deadline = _deadline(block, timeout)
         discarded = None
-        self._enter()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
             self._await_item(block, deadline)
             item = self._queue.pop()
             self._gets += 1
@@ -318,9 +348,9 @@ class FrameQueue:
                 self._dropped += n
                 self._retire(n)
             self._wake_putters(n + 1)
-        finally:
-            self._leave()
         del discarded  # last references to the discarded items dropped outside the lock
+        if self._aio_putters:
+            self._aio.putters.notify(n + 1)
         return item
 
     def get_many(
@@ -330,87 +360,80 @@ class FrameQueue:
         max_items = check_max_items(max_items)
         block = bool(block)
         deadline = _deadline(block, timeout)
-        self._enter()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
             self._await_item(block, deadline)
             q = self._queue
             popleft = q.popleft
             out = [popleft() for _ in range(min(max_items, len(q)))]
             self._gets += len(out)
             self._wake_putters(len(out))
-        finally:
-            self._leave()
+        if self._aio_putters:
+            self._aio.putters.notify(len(out))
         return out
 
     # ---- state ---------------------------------------------------------------
 
     def qsize(self) -> int:
         """Return the number of queued items."""
+        self._refuse_reentry()
         with self._mutex:
-            if self._busy:
-                raise RuntimeError(_REENTRANT)
             return len(self._queue)
 
     __len__ = qsize
 
     def empty(self) -> bool:
         """Return True if nothing is queued."""
+        self._refuse_reentry()
         with self._mutex:
-            if self._busy:
-                raise RuntimeError(_REENTRANT)
             return not self._queue
 
     def full(self) -> bool:
         """Return True if bounded and at least ``maxsize`` items are queued."""
+        self._refuse_reentry()
         with self._mutex:
-            if self._busy:
-                raise RuntimeError(_REENTRANT)
             return bool(self._maxsize) and len(self._queue) >= self._maxsize
 
     def task_done(self) -> None:
         """Mark one got item as processed (ValueError if none is outstanding)."""
-        self._enter()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
             if self._unfinished == 0:
                 raise ValueError(TASK_DONE_TOO_MANY)
             self._retire(1)
-        finally:
-            self._leave()
 
     def join(self) -> None:
         """Block until every queued item was task_done()'d, dropped or cleared."""
-        self._enter()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
             while self._unfinished:
                 self._joiners_waiting += 1
                 try:
                     self._wait_slice(self._all_tasks_done, None)
                 finally:
                     self._joiners_waiting -= 1
-        finally:
-            self._leave()
 
     def clear(self) -> int:
         """Remove every queued item (counted as cleared); return how many."""
-        self._enter()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
             # O(1) swap; the old deque (and its items) is released after unlocking.
             old, self._queue = self._queue, deque()
             n = len(old)
             self._cleared += n
             self._retire(n)
             self._wake_putters(n)
-        finally:
-            self._leave()
         del old  # items' last references dropped outside the lock
+        if n and self._aio_putters:
+            self._aio.putters.notify(n)
         return n
 
     def shutdown(self, immediate: bool = False) -> None:
         """Shut down (CPython 3.13 semantics); ``immediate`` also empties the queue."""
         immediate = bool(immediate)
         old = None
-        self._enter()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
             mode = _SHUT_IMMEDIATE if immediate else _SHUT_GRACEFUL
             if self._shutdown < mode:
                 self._shutdown = mode
@@ -422,14 +445,16 @@ class FrameQueue:
             self._not_empty.notify_all()
             self._not_full.notify_all()
             self._all_tasks_done.notify_all()
-        finally:
-            self._leave()
         del old  # items' last references dropped outside the lock
+        if self._aio_getters:  # wake every coroutine in every loop
+            self._aio.getters.notify_all()
+        if self._aio_putters:
+            self._aio.putters.notify_all()
 
     def stats(self) -> dict[str, int]:
         """Return a consistent snapshot of the counters."""
-        self._enter()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
             return {
                 "puts": self._puts,
                 "gets": self._gets,
@@ -440,8 +465,6 @@ class FrameQueue:
                 "maxsize": self._maxsize,
                 "waits": self._waits,
             }
-        finally:
-            self._leave()
 
     @property
     def maxsize(self) -> int:
@@ -464,13 +487,11 @@ class FrameQueue:
         n = operator.index(value)
         if n < 0:
             raise ValueError(f"unfinished_tasks must be >= 0, got {n}")
-        self._enter()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
             ok = n <= self._unfinished
             if ok:
                 self._retire(self._unfinished - n)
-        finally:
-            self._leave()
         if not ok:
             raise ValueError(
                 "unfinished_tasks can only be lowered (queue.Queue's "
@@ -519,10 +540,51 @@ class FrameQueue:
         """True once shutdown() was called."""
         return self._shutdown != _RUNNING
 
+    # ---- asyncio (bufmgr/_aio.py) ---------------------------------------------
+
+    def async_get(self, timeout: float | None = None) -> Any:
+        """Coroutine: get() without blocking the event loop (Empty on timeout)."""
+        return _aio.get(self, timeout)
+
+    def async_get_many(self, max_items: int, timeout: float | None = None) -> Any:
+        """Coroutine: get_many() without blocking the event loop."""
+        return _aio.get_many(self, max_items, timeout)
+
+    def async_get_latest(self, timeout: float | None = None) -> Any:
+        """Coroutine: get_latest() without blocking the event loop."""
+        return _aio.get_latest(self, timeout)
+
+    def async_put(self, item: Any, timeout: float | None = None) -> Any:
+        """Coroutine: put() without blocking the event loop (Full on timeout);
+        returns what put() returns."""
+        return _aio.put(self, item, timeout)
+
+    def __aiter__(self) -> Any:
+        """``async for item in q``: async_get() until shut down and drained."""
+        return _aio.AsyncIterator(self)
+
+    def _aio_waiters(self) -> _aio.BufferWaiters:
+        w = self._aio
+        if w is None:
+            with _aio.CREATE_LOCK:
+                w = self._aio
+                if w is None:
+                    w = self._aio = _aio.BufferWaiters(self)
+        return w
+
+    def _aio_state(self) -> tuple[bool, bool]:
+        """For tests: (a coroutine waits for an item, one waits for room)."""
+        return bool(self._aio_getters), bool(self._aio_putters)
+
+    def _aio_set_active(self, kind: int, active: bool) -> None:
+        if kind == _aio.GETTERS:
+            self._aio_getters = active
+        else:
+            self._aio_putters = active
+
     def __repr__(self) -> str:
+        self._refuse_reentry()
         with self._mutex:
-            if self._busy:
-                raise RuntimeError(_REENTRANT)
             size, dropped, shut = len(self._queue), self._dropped, self._shutdown
         return (
             f"<bufmgr.FrameQueue size={size} maxsize={self._maxsize_arg} "
@@ -567,14 +629,16 @@ def _after_fork_parent() -> None:
 
 
 def _after_fork_child() -> None:
-    _locked_for_fork.clear()
+    # Fresh locks first, references dropped last (as in the compiled class:
+    # a dropped queue's items may have finalizers that use other queues).
     for q in _snapshot_live_queues():
         q._mutex = threading.RLock()
-        q._busy = False
+        q._waiting = []
         q._not_empty = threading.Condition(q._mutex)
         q._not_full = threading.Condition(q._mutex)
         q._all_tasks_done = threading.Condition(q._mutex)
         q._getters_waiting = q._putters_waiting = q._joiners_waiting = 0
+    _locked_for_fork.clear()
 
 
 if hasattr(os, "register_at_fork"):

@@ -29,7 +29,7 @@ import os
 import weakref
 from types import GenericAlias as _GenericAlias
 
-from bufmgr import _errors
+from bufmgr import _aio, _errors
 from bufmgr._errors import Empty, Full, ShutDown
 
 cdef int64_t SLICE_NS = <int64_t>(_errors.WAIT_SLICE_S * 1e9)
@@ -54,6 +54,52 @@ cdef extern from *:
     """
     # 1 where holding the GIL excludes every other Python thread.
     const bint BM_GIL_EXCLUDES
+
+
+cdef extern from *:
+    """
+    /* Set (in the forking thread only) while that thread holds every live
+     * queue's and ring's mutex for fork(): see "fork safety" below. Thread
+     * local, so reading it is never a data race. */
+    #if defined(_MSC_VER)
+    static __declspec(thread) int bm_fork_locks_held = 0;
+    #else
+    static __thread int bm_fork_locks_held = 0;
+    #endif
+    """
+    int bm_fork_locks_held
+
+
+cdef extern from *:
+    """
+    /* asyncio flags (see bufmgr/_aio.py): set by the waiters' registry under
+     * its lock, read by any thread after a ring/pool mutex was released. */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define BM_AIO_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+    #define BM_AIO_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+    #else /* MSVC: aligned int loads/stores are atomic */
+    #define BM_AIO_LOAD(p) (*(volatile int *)(p))
+    #define BM_AIO_STORE(p, v) (*(volatile int *)(p) = (v))
+    #endif
+    """
+    int BM_AIO_LOAD(int *p) noexcept nogil
+    void BM_AIO_STORE(int *p, int v) noexcept nogil
+
+cdef enum:
+    _AIO_GETTERS = 0  # == _aio.GETTERS
+    _AIO_PUTTERS = 1  # == _aio.PUTTERS
+cdef size_t _AIO_ALL = <size_t>(1) << 62  # == _aio.ALL
+
+
+cdef void _aio_notify(object waiters, int kind, size_t n) noexcept:
+    # Wake coroutines waiting on a buffer (waiters: its _aio.BufferWaiters).
+    # Called only when the buffer's flag for `kind` is set, and only after
+    # its mutex was released (invariant 1). Never raises (an error, e.g.
+    # MemoryError, is reported as unraisable: the sync call it follows
+    # already happened).
+    if waiters is None:
+        return
+    (waiters.getters if kind == _AIO_GETTERS else waiters.putters).notify(n)
 
 
 cdef extern from "Python.h":
@@ -199,6 +245,14 @@ cdef class FrameQueue:
     cdef readonly object overflow
     cdef readonly object maxsize  # as given, like queue.Queue (-1 stays -1); the ring has the bound
     cdef object compat            # _QueueCompat (bufmgr/_compat.pxi), made on first use
+    # asyncio (bufmgr/_aio.py): the registries, made on first use, and flags
+    # that are non-zero only while a coroutine waits for an item / for room
+    # (BM_AIO_LOAD/STORE). Every call that adds items or frees room tests
+    # its flag after the mutex is released: the one check the sync hot path
+    # pays, and the only way a put/get from any thread reaches a coroutine.
+    cdef object _aio
+    cdef int aio_getters
+    cdef int aio_putters
     cdef object __weakref__
 
     def __cinit__(self, maxsize=0, overflow="block"):
@@ -250,6 +304,8 @@ cdef class FrameQueue:
         if st != BM_OK:
             Py_XDECREF(item)
             _raise_status(st, False)
+        if BM_AIO_LOAD(&self.aio_getters):
+            _aio_notify(self._aio, _AIO_GETTERS, 1)
         return None  # only "block" waits, and it never drops
 
     cdef inline object _put(self, object item, bint block, double seconds):
@@ -260,6 +316,8 @@ cdef class FrameQueue:
         st = bm_ring_put_locked(&self.ring, <void *>item, BM_NOWAIT, NULL, &dropped)
         _leave(self)
         if st == BM_OK:
+            if BM_AIO_LOAD(&self.aio_getters):  # a coroutine waits (mutex released)
+                _aio_notify(self._aio, _AIO_GETTERS, 1)
             if dropped == NULL:
                 return None
             return _steal(dropped)  # evicted oldest, or `item` refused
@@ -346,6 +404,8 @@ cdef class FrameQueue:
             for i in range(<Py_ssize_t>nd):      # only on an exception above
                 Py_XDECREF(<PyObject *>dropped[i])
             PyMem_Free(ptrs)
+            if done and BM_AIO_LOAD(&self.aio_getters):
+                _aio_notify(self._aio, _AIO_GETTERS, done)
         if st != BM_OK:
             _raise_status(st, False)
         return result
@@ -388,6 +448,8 @@ cdef class FrameQueue:
         if st == BM_EMPTY and block:
             st = self._get_wait(seconds, &out, NULL, NULL, 0, NULL)
         if st == BM_OK:
+            if BM_AIO_LOAD(&self.aio_putters):  # a coroutine waits for room
+                _aio_notify(self._aio, _AIO_PUTTERS, 1)
             return _steal(out)
         return _raise_status(st, True)
 
@@ -435,6 +497,8 @@ cdef class FrameQueue:
                 result.append(_steal(buf[i]))
             limit -= got
             if got < want or limit <= 0:
+                if BM_AIO_LOAD(&self.aio_putters):
+                    _aio_notify(self._aio, _AIO_PUTTERS, len(result))
                 return result
             want = <size_t>limit if <size_t>limit < CHUNK else CHUNK
             _enter(self)
@@ -448,6 +512,7 @@ cdef class FrameQueue:
         cdef void *out = NULL
         cdef bm_items discarded
         cdef int st
+        cdef size_t n
         if block:
             seconds = _timeout_seconds(timeout)
         _enter(self)
@@ -458,7 +523,10 @@ cdef class FrameQueue:
         if st != BM_OK:
             _raise_status(st, True)
         result = _steal(out)
+        n = discarded.count + 1
         _release(&discarded)  # after unlock (invariant 1)
+        if BM_AIO_LOAD(&self.aio_putters):
+            _aio_notify(self._aio, _AIO_PUTTERS, n)
         return result
 
     # -- bookkeeping -------------------------------------------------------
@@ -503,6 +571,11 @@ cdef class FrameQueue:
         bm_ring_shutdown_locked(&self.ring, imm, &items)
         _leave(self)
         _release(&items)
+        # every coroutine waiting on this queue, in every loop
+        if BM_AIO_LOAD(&self.aio_getters):
+            _aio_notify(self._aio, _AIO_GETTERS, _AIO_ALL)
+        if BM_AIO_LOAD(&self.aio_putters):
+            _aio_notify(self._aio, _AIO_PUTTERS, _AIO_ALL)
 
     def clear(self):
         """Remove every queued item (counted as cleared); return how many."""
@@ -512,6 +585,8 @@ cdef class FrameQueue:
         n = bm_ring_clear_locked(&self.ring, &items)
         _leave(self)
         _release(&items)
+        if n and BM_AIO_LOAD(&self.aio_putters):
+            _aio_notify(self._aio, _AIO_PUTTERS, n)
         return n
 
     # -- introspection -----------------------------------------------------
@@ -608,6 +683,52 @@ cdef class FrameQueue:
             "waits": s.waits,
         }
 
+    # -- asyncio (bufmgr/_aio.py) -------------------------------------------
+
+    def async_get(self, timeout=None):
+        """Coroutine: get() without blocking the event loop (queue.Empty on
+        timeout, ShutDown once shut down and drained)."""
+        return _aio.get(self, timeout)
+
+    def async_get_many(self, max_items, timeout=None):
+        """Coroutine: get_many() without blocking the event loop."""
+        return _aio.get_many(self, max_items, timeout)
+
+    def async_get_latest(self, timeout=None):
+        """Coroutine: get_latest() without blocking the event loop."""
+        return _aio.get_latest(self, timeout)
+
+    def async_put(self, item, timeout=None):
+        """Coroutine: put() without blocking the event loop (queue.Full on
+        timeout); returns what put() returns."""
+        return _aio.put(self, item, timeout)
+
+    def __aiter__(self):
+        """``async for item in q``: async_get() until shut down and drained."""
+        return _aio.AsyncIterator(self)
+
+    def _aio_waiters(self):
+        """The queue's _aio.BufferWaiters, made on first use."""
+        cdef object w = self._aio
+        if w is None:
+            w = _aio.BufferWaiters(self)
+            # check-and-set with no Python code in between: atomic under the
+            # GIL, a critical section on free-threaded builds
+            with cython.critical_section(self):
+                if self._aio is None:
+                    self._aio = w
+                w = self._aio
+        return w
+
+    def _aio_state(self):
+        """For tests: (a coroutine waits for an item, one waits for room)."""
+        return BM_AIO_LOAD(&self.aio_getters) != 0, BM_AIO_LOAD(&self.aio_putters) != 0
+
+    def _aio_set_active(self, int kind, bint active):
+        """Called by the registry (under its lock) when it becomes (non-)empty."""
+        BM_AIO_STORE(&self.aio_putters if kind == _AIO_PUTTERS else &self.aio_getters,
+                     1 if active else 0)
+
     def _gil_state(self):
         """For tests: (threads counted as detached, critical section open);
         (0, False) whenever no call on this queue is in progress. Always
@@ -681,14 +802,34 @@ cdef int _fq_clear(PyObject *o) noexcept:
 # -- fork safety ---------------------------------------------------------------
 # A child process inherits every queue's mutex in whatever state some thread
 # of the parent left it (bpo-40089). Before fork we take every live queue's
-# mutex, so no ring is caught half-updated; the parent then releases them and
-# the child re-creates them. Waiters of the parent do not exist in the child;
-# queued items and counters are kept. The forking thread is the one thread
-# that holds several mutexes, and the one that may wait for the GIL while it
-# holds some (between two _lock calls). Neither can deadlock: every other
-# thread holds at most one ring mutex at a time, and no thread ever blocks on
-# a ring mutex while it holds the GIL (_lock polls, then waits with the GIL
-# released).
+# (and FrameRing's) mutex, so no ring is caught half-updated; the parent then
+# releases them and the child re-creates them. Waiters of the parent do not
+# exist in the child; queued items and counters are kept. The forking thread
+# is the one thread that holds several mutexes, and the one that may wait for
+# the GIL while it holds some (between two _lock calls). Neither can
+# deadlock: every other thread holds at most one ring mutex at a time, and no
+# thread ever blocks on a ring mutex while it holds the GIL (_lock polls, then
+# waits with the GIL released).
+#
+# Between the before-fork handler and the after-fork handlers, other Python
+# code runs in the forking thread: before-fork handlers registered before
+# bufmgr's (they run after it), and anything their reference drops finalize.
+# With the mutexes held, that code must not reach a lock the forking thread
+# holds (issue 11.1: the child deadlocked in FrameQueue.__dealloc__):
+#
+# * Every locked queue/ring is kept alive by _locked_for_fork /
+#   _fr_locked_for_fork until EVERY mutex (queues and rings) is usable
+#   again: the parent unlocks all of them, the child re-creates all of them,
+#   and only then are the references dropped -- a queue's __dealloc__ locks
+#   its mutex and releases its items, which may be Frames of a ring.
+# * The child re-creates the locked mutexes first, walking the lists by index
+#   (no allocation, so no garbage collection can run a finalizer first).
+# * A Frame (or a memoryview of one) dropped in that window by the forking
+#   thread finds its ring's mutex already held by this very thread
+#   (bm_fork_locks_held and the ring's fork_locked flag) and does its
+#   bookkeeping without locking (see _fr_lock_frame in _framering.pxi).
+# One handler triplet covers queues and rings, so no handler of another
+# library can run between the two halves.
 _live_queues = weakref.WeakSet()
 _locked_for_fork = []
 
@@ -708,28 +849,77 @@ def _before_fork():
         _locked_for_fork.append(q)
 
 
-def _after_fork_parent():
-    while _locked_for_fork:
-        q = _locked_for_fork.pop()
-        bm_ring_unlock(&(<FrameQueue>q).ring)
+cdef list _after_fork_parent():
+    """Unlock every locked queue; return the references (drop them only once
+    the rings are unlocked too)."""
+    cdef list held = _locked_for_fork[:]
+    cdef Py_ssize_t i
+    for i in range(len(held)):
+        bm_ring_unlock(&(<FrameQueue>held[i]).ring)
+    del _locked_for_fork[:]
+    return held
 
 
-def _after_fork_child():
-    # Every live queue, including one another thread created while we were
-    # locking (it was not locked, but its mutex may be in any state too).
-    _locked_for_fork.clear()
+cdef void _reinit_queue(FrameQueue q) noexcept:
+    bm_ring_reinit_after_fork(&q.ring)
+    q.detached = 0  # its waiters stayed in the parent
+    q.held = False
+
+
+cdef void _after_fork_child_locked() noexcept:
+    """Re-create the locked queues' mutexes: walks the list by index, so
+    nothing is allocated (and no garbage collection runs a finalizer) first."""
+    cdef list locked = _locked_for_fork
+    cdef Py_ssize_t i
+    for i in range(len(locked)):
+        _reinit_queue(<FrameQueue>locked[i])
+
+
+cdef list _after_fork_child():
+    """Re-create the mutex of every live queue not locked for the fork (one
+    created while we were locking: its mutex may be in any state too); return
+    the references held for the fork, to drop once every ring is usable."""
+    held = _locked_for_fork[:]
+    del _locked_for_fork[:]
     for q in _snapshot(_live_queues):
-        bm_ring_reinit_after_fork(&(<FrameQueue>q).ring)
-        (<FrameQueue>q).detached = 0  # its waiters stayed in the parent
-        (<FrameQueue>q).held = False
+        if q not in held:
+            _reinit_queue(<FrameQueue>q)
+    return held
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_parent,
-                        after_in_child=_after_fork_child)
 # FrameRing (issue #5): written in bufmgr/_framering.pxi, compiled into this module.
 include "_framering.pxi"
 # BufferManager hot paths (issue #3): bufmgr/_mgrcore.pxi, compiled into this module.
 include "_mgrcore.pxi"
+
+
+# One registration for queues and rings (see "fork safety" above).
+def _fork_before():
+    global bm_fork_locks_held
+    _fr_before_fork()
+    _before_fork()
+    bm_fork_locks_held = 1
+
+
+def _fork_after_parent():
+    global bm_fork_locks_held
+    bm_fork_locks_held = 0
+    held = (_after_fork_parent(), _fr_after_fork_parent())
+    del held  # last references (and __dealloc__s) only now: every mutex is unlocked
+
+
+def _fork_after_child():
+    global bm_fork_locks_held
+    bm_fork_locks_held = 0
+    # First the mutexes that were locked, without allocating; then the rest.
+    _fr_after_fork_child_locked()
+    _after_fork_child_locked()
+    held = (_fr_after_fork_child(), _after_fork_child())
+    del held  # every mutex is re-created: finalizers may use any queue or ring
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_fork_before, after_in_parent=_fork_after_parent,
+                        after_in_child=_fork_after_child)
 # queue.Queue's mutex/not_empty/not_full/all_tasks_done/queue (issue #14): bufmgr/_compat.pxi.
 include "_compat.pxi"

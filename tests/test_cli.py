@@ -115,7 +115,9 @@ def test_bench_quick_exits_0_and_prints_every_row(quick_run):
         block = section(out, key)
         assert "producers put for" in block.splitlines()[0]  # time-boxed, not a fixed count
         rows = threaded_rows(block)
-        assert sorted(rows) == sorted(ROWS[key]), block
+        # the compiled row is a bare "n/a" without the extension (checked above)
+        measured = [r for r in ROWS[key] if not (NO_EXTENSIONS and r == "FrameQueue (C)")]
+        assert sorted(rows) == sorted(measured), block
         for label, cells in rows.items():
             items, delivered, dropped, lost = (count(cells[c]) for c in ("items", "delivered", "dropped", "lost"))
             assert items == delivered + dropped + lost, (key, cells)

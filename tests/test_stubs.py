@@ -28,7 +28,7 @@ PURE = {"FrameQueue": _pyqueue.FrameQueue, "FrameRing": _pyframering.FrameRing, 
         "_QueueView": _pycompat.QueueView}
 # dunders the stub promises beyond object's own
 PROTOCOL = {"__len__", "__enter__", "__exit__", "__bytes__", "__buffer__", "__release_buffer__", "__array_interface__",
-            "__bool__", "__class_getitem__", "__iter__", "__contains__", "__getitem__"}
+            "__bool__", "__class_getitem__", "__iter__", "__contains__", "__getitem__", "__aiter__"}
 # PEP 688: a C type's buffer slots show up as __buffer__/__release_buffer__
 # methods from 3.12 on; before that memoryview() works without them.
 BUFFER = {"__buffer__", "__release_buffer__"}
@@ -45,7 +45,7 @@ def _stub_classes() -> dict[str, dict[str, ast.AST]]:
         if isinstance(node, ast.ClassDef):
             classes[node.name] = {
                 item.name: item for item in node.body
-                if isinstance(item, ast.FunctionDef) and not _is_setter(item)
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and not _is_setter(item)
             }
     return classes
 
