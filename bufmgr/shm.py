@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["SharedFrameRing", "SharedFrame", "SharedSlot", "AVAILABLE", "UNAVAILABLE_REASON",
            "list_segments", "clean", "SHM_DIR"]
@@ -45,7 +45,9 @@ else:
 
 AVAILABLE = _core is not None
 
-if _core is not None:
+if TYPE_CHECKING:  # type checkers see the compiled module's stub, bufmgr/_shm.pyi
+    from ._shm import SharedFrame, SharedFrameRing, SharedSlot
+elif _core is not None:
     SharedFrameRing = _core.SharedFrameRing
     SharedFrame = _core.SharedFrame
     SharedSlot = _core.SharedSlot
