@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 __all__ = ["SharedFrameRing", "SharedFrame", "SharedSlot", "AVAILABLE", "UNAVAILABLE_REASON",
@@ -106,9 +107,20 @@ def list_segments() -> list[dict[str, Any]]:
     return out
 
 
+FORCE_MIN_AGE_S = 10.0  # clean(force=True) leaves invalid files younger than this
+
+
+def _young(name: str) -> bool:
+    try:
+        return time.time() - os.stat(os.path.join(SHM_DIR, name)).st_mtime < FORCE_MIN_AGE_S
+    except FileNotFoundError:
+        return False
+
+
 def clean(force: bool = False) -> list[str]:
     """Remove the segments whose processes are all gone (creator and every
-    participant); with ``force`` also files that are not valid segments.
+    participant); with ``force`` also files that are not valid segments
+    (older than FORCE_MIN_AGE_S: a segment being created is briefly invalid).
     Returns the names removed. Never removes a segment in use."""
     removed = []
     for entry in list_segments():
@@ -116,6 +128,10 @@ def clean(force: bool = False) -> list[str]:
             if entry["in_use"]:
                 continue
         elif not force or entry.get("valid") is None:
+            continue
+        elif _young(entry["name"]):
+            # Not valid *yet*, maybe: a segment another process is creating
+            # right now has no ready header for a few microseconds.
             continue
         try:
             os.unlink(os.path.join(SHM_DIR, entry["name"]))

@@ -28,6 +28,33 @@ def segments() -> set[str]:
         return set()
 
 
+def _ancestors(pid: int) -> set[int]:
+    """pid and its ancestors (from /proc/<pid>/stat's ppid field)."""
+    chain = set()
+    while pid > 1 and pid not in chain:
+        chain.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return chain
+
+
+def left_behind(before: set[str]) -> set[str]:
+    """Segments that appeared since ``before`` and belong to this test run:
+    not those whose creator is alive outside this process's tree (another
+    test session or program on the machine, which must not be unlinked)."""
+    new = segments() - before
+    me = os.getpid()
+    foreign = set()
+    for e in shm.list_segments():
+        pid = e.get("creator_pid")
+        if e["name"] in new and e.get("valid") and e.get("creator_alive") and me not in _ancestors(pid):
+            foreign.add(e["name"])
+    return new - foreign
+
+
 def conserved(s: dict) -> bool:
     return s["puts"] == s["gets"] + s["dropped"] + s["reclaimed"] + s["cleared"] + s["size"]
 

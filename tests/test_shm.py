@@ -18,7 +18,7 @@ import bufmgr
 from bufmgr import shm
 from bufmgr._errors import ShutDown
 
-from shm_helpers import conserved, needs_numpy, needs_shm, np, segments
+from shm_helpers import conserved, left_behind, needs_numpy, needs_shm, np, segments
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +26,7 @@ def no_leftover_segments():
     before = segments()
     yield
     gc.collect()
-    left = segments() - before
+    left = left_behind(before)
     details = [e for e in shm.list_segments() if e["name"] in left]  # for the message
     for name in left:  # do not poison the next tests
         os.unlink(os.path.join(shm.SHM_DIR, name))
@@ -358,6 +358,10 @@ class TestAttachErrors:
             entry = [e for e in shm.list_segments() if e["name"] == name][0]
             assert entry["valid"] is False
             assert name not in shm.clean()  # not a valid segment: only clean(force=True)
+            # ... and only once it is old: a segment being created is briefly invalid
+            assert name not in shm.clean(force=True)
+            old = os.stat(path).st_mtime - 2 * shm.FORCE_MIN_AGE_S
+            os.utime(path, (old, old))
             assert name in shm.clean(force=True)
         finally:
             if os.path.exists(path):

@@ -24,7 +24,7 @@ import pytest
 import bufmgr
 from bufmgr import shm
 
-from shm_helpers import (DEADLINE_S, check_frame, conserved, key_of, needs_numpy, needs_shm,
+from shm_helpers import (DEADLINE_S, check_frame, conserved, key_of, left_behind, needs_numpy, needs_shm,
                          segments, stamp, wait_until, waitpid_bounded)
 
 pytestmark = [needs_shm, needs_numpy]
@@ -38,9 +38,9 @@ def no_leftover_segments():
     yield
     gc.collect()
     deadline = time.monotonic() + 5  # children exiting right now may still hold a name
-    while segments() - before and time.monotonic() < deadline:
+    while left_behind(before) and time.monotonic() < deadline:
         time.sleep(0.01)
-    left = segments() - before
+    left = left_behind(before)
     details = [e for e in shm.list_segments() if e["name"] in left]  # for the message
     for name in left:
         os.unlink(os.path.join(shm.SHM_DIR, name))

@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the participants attached. clean: remove the segments whose processes are all gone.",
     )
     sh.add_argument("action", choices=("list", "clean"))
-    sh.add_argument("--force", action="store_true", help="clean: also remove files that are not valid segments")
+    sh.add_argument("--force", action="store_true", help="clean: also remove files that are not valid segments (at least 10 s old)")
     d.add_argument(
         "--processes",
         action="store_true",
