@@ -33,6 +33,8 @@ __all__ = [
     "check_ring_size",
     "check_ring_args",
     "check_geometry",
+    "check_ring_geometry_args",
+    "frame_geometry",
     "check_timestamp",
     "MAX_NDIM",
     "check_buffer",
@@ -197,6 +199,19 @@ def check_geometry(
             f"frame_bytes={frame_bytes} is not a multiple of the dtype's itemsize {itemsize}"
         )
     return frame_bytes, dims, dt, fmt, itemsize
+
+
+def check_ring_geometry_args(
+    slots: object, frame_bytes: object, overflow: object, shape: object, dtype: object
+) -> tuple[int, int, str, tuple[int, ...] | None, Any, str, int]:
+    """The constructor checks with shape/dtype, in this order: slots, dtype,
+    shape, frame_bytes (given or derived), their product, overflow. Returns
+    ``(slots, frame_bytes, overflow, shape, dtype, format, itemsize)``."""
+    slots = check_slots(slots)
+    frame_bytes, dims, dt, fmt, itemsize = check_geometry(frame_bytes, shape, dtype)
+    check_ring_size(slots, frame_bytes)
+    overflow = check_overflow(overflow)
+    return slots, frame_bytes, overflow, dims, dt, fmt, itemsize
 
 
 def frame_geometry(
