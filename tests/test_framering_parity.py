@@ -196,6 +196,8 @@ def test_frame_type_surface_agrees(impls):
         ))
     assert outs[0] == outs[1]
     public = [{n for n in dir(t) if not n.startswith("_")} for t in types]
-    assert public[0] == public[1] == {"seq", "timestamp_ns", "nbytes", "release"}
+    assert public[0] == public[1] == {
+        "seq", "timestamp_ns", "nbytes", "release", "gap", "metadata", "shape", "dtype",
+    }
     for f in frames:
         f.release()
