@@ -69,6 +69,18 @@ with ring.get_nowait() as f:
     assert_type(f, Frame)
 assert_type(ring.get_into(bytearray(1024)), tuple[int, int])
 
+# capture features (issue 14)
+image_ring = FrameRing(4, shape=(1080, 1920, 3), dtype="uint8")
+assert_type(image_ring.shape, tuple[int, ...] | None)
+assert_type(ring.put(b"x", timestamp_ns=123, metadata={"exposure_us": 8000}), int | None)
+assert_type(ring.put_nowait(b"x", timestamp_ns=123), int | None)
+assert_type(ring.put_many([b"a", bytearray(2)]), list[int | None])
+assert_type(ring.get_latest(), Frame)
+assert_type(ring.get_many(4), list[Frame])
+assert_type(frame.gap, int)
+assert_type(frame.timestamp_ns, int)
+assert_type(frame.shape, tuple[int, ...])
+
 assert_type(bufmgr.IMPLEMENTATION, Literal["c", "python"])
 
 # -- what must not type-check --------------------------------------------------
@@ -79,6 +91,9 @@ q.queue.append("a string")  # type: ignore[arg-type]
 FrameRing(4, 64, overflow="drop-newest")  # type: ignore[arg-type]
 ring.put("a string")  # type: ignore[arg-type]
 ring.put(12)  # type: ignore[arg-type]
+ring.put(b"x", timestamp_ns="now")  # type: ignore[arg-type]
+ring.put_many(["a string"])  # type: ignore[list-item]
+FrameRing(4, shape="1080p")  # type: ignore[arg-type]
 q.not_empty.wait("soon")  # type: ignore[arg-type]
 
 
