@@ -272,6 +272,10 @@ def test_fork_from_a_worker_thread(FrameQueue, live):
 # and the test bounds the script, so a deadlock fails instead of hanging.
 
 import subprocess  # noqa: E402
+
+import bufmgr as _bufmgr  # noqa: E402
+
+_PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(_bufmgr.__file__)))
 import sys  # noqa: E402
 import textwrap  # noqa: E402
 
@@ -301,8 +305,9 @@ def _run_fork_script(impl, body, timeout=60):
         pytest.skip("BUFMGR_NO_EXTENSIONS=1: compiled classes not tested")
     src = _SCRIPT_PROLOGUE + textwrap.dedent(body).replace("IMPORT_IMPL", _IMPORTS[impl])
     try:
+        # cwd: where bufmgr is installed, not the checkout (`-c` puts the cwd first on sys.path)
         proc = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, cwd=_PKG_PARENT)
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"parent deadlocked around fork(); output so far: {e.stdout!r}")
     assert "CHILD HUNG" not in proc.stdout, proc.stdout + proc.stderr

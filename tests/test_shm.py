@@ -37,6 +37,7 @@ def test_without_compiled_core_construction_says_so():
     code = "import bufmgr\ntry:\n bufmgr.SharedFrameRing(2, 8)\nexcept RuntimeError as e: print(e)\n"
     env = dict(os.environ, BUFMGR_NO_EXTENSIONS="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(bufmgr.__file__))),
                          timeout=60)
     assert "compiled core" in out.stdout and "BUFMGR_NO_EXTENSIONS" in out.stdout, out
 

@@ -29,7 +29,10 @@ from shm_helpers import (DEADLINE_S, check_frame, conserved, key_of, left_behind
 
 pytestmark = [needs_shm, needs_numpy]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# where the package under test is installed (the checkout only for an editable
+# install): children started with `python -c` import bufmgr from there, never
+# from an uncompiled source tree that happens to be the cwd
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(bufmgr.__file__)))
 
 
 @pytest.fixture(autouse=True)
@@ -229,7 +232,7 @@ def test_kill_loop_200_iterations():
 def _run(code, **kw):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=60, env=env, **kw)
+                          text=True, timeout=60, env=env, cwd=ROOT, **kw)
 
 
 def test_no_segment_left_after_normal_exit_or_exception():
@@ -421,7 +424,8 @@ def test_sigint_during_a_blocked_get_in_a_child():
                 print(bytes(r.get(timeout=30)).decode(), flush=True)  # still usable
                 """)],
             stdout=subprocess.PIPE, text=True,
-            env=dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")))
+            env=dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")),
+            cwd=ROOT)
         try:
             wait_until(lambda: ring.stats()["getters_waiting"] == 1, "the child is blocked in get()")
             child.send_signal(signal.SIGINT)
