@@ -25,6 +25,16 @@ TARGETS = (
      "FrameRing-C get_into", 0.7, ">="),
     ("6MiB: put+get(Frame view) frames/s / numpy.copyto", "framering-6MiB", "numpy.copyto",
      "FrameRing-C get+release", 0.7, ">="),
+    # issue 15 (bench/test_bench_asyncio.py); the wake-latency p50 target is
+    # reported by `python -m bufmgr bench --scenario asyncio`
+    ("thread->coro: FrameQueue-C items/s / janus items/s", "aio-thread->coro", "janus.Queue",
+     "bufmgr FrameQueue-C", 5.0, ">="),
+    ("thread->coro: FrameQueue-C items/s / culsans items/s", "aio-thread->coro", "culsans.Queue",
+     "bufmgr FrameQueue-C", 1.5, ">="),
+    ("thread->coro: FrameQueue-C items/s / aiologic items/s", "aio-thread->coro", "aiologic.Queue",
+     "bufmgr FrameQueue-C", 1.5, ">="),
+    ("wake ping-pong: FrameQueue-C time / call_soon_threadsafe", "aio-wake", "bufmgr FrameQueue-C",
+     "call_soon_threadsafe", 1.10, "<="),
 )
 
 

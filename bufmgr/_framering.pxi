@@ -89,6 +89,13 @@ cdef object _fr_raise(int st, bint getting):
     raise Full
 
 
+cdef inline void _fr_aio_room(FrameRing ring, size_t n) noexcept:
+    # `n` slots were freed (pool mutex already released): wake coroutines
+    # waiting for room, if any. The one check a freeing call pays.
+    if BM_AIO_LOAD(&ring.aio_putters):
+        _aio_notify(ring._aio, _AIO_PUTTERS, n)
+
+
 cdef int _fr_source(object buffer, Py_buffer *view, Py_ssize_t frame_bytes) except -1:
     """Export `buffer` read-only into *view; on error nothing is held."""
     cdef Py_ssize_t n
@@ -147,11 +154,15 @@ cdef class Frame:
 
     # -- lifetime (R4) -----------------------------------------------------
 
-    cdef inline void _free_locked(self) noexcept:
+    cdef inline bint _free_locked(self) noexcept:
         # Mutex held. Hand the slot back once: released and no export left.
+        # True if it did (the caller then wakes coroutines waiting for room,
+        # after unlocking: _fr_aio_room).
         if self._released and self.exports == 0 and not self.pinned and not self.freed:
             self.freed = True
             bm_pool_release_locked(&self.ring.pool, self.slot)
+            return True
+        return False
 
     cdef int _pin(self) except -1:
         """Keep the slot's bytes valid (one more export); ValueError if released."""
@@ -169,35 +180,44 @@ cdef class Frame:
 
     cdef void _unpin(self) noexcept:
         cdef bm_pool *p = &self.ring.pool
+        cdef bint freed
         _fr_lock(p)
         self.exports -= 1
-        self._free_locked()
+        freed = self._free_locked()
         bm_pool_unlock(p)
+        if freed:
+            _fr_aio_room(self.ring, 1)
 
     def release(self):
         """Give the slot back (idempotent). Exported views keep the bytes
         valid until they are released; then the slot is reused."""
         cdef bm_pool *p
+        cdef bint freed
         if self.ring is None:
             return
         p = &self.ring.pool
         _fr_lock(p)
         self._released = True
-        self._free_locked()
+        freed = self._free_locked()
         bm_pool_unlock(p)
+        if freed:
+            _fr_aio_room(self.ring, 1)
 
     def __dealloc__(self):
         # No export can be left (each holds a reference to us); self.ring is
         # still set here (Cython clears it after __dealloc__).
         cdef bm_pool *p
+        cdef bint freed
         if self.ring is None or self.freed:
             return
         p = &self.ring.pool
         _fr_lock(p)
         self._released = True
         self.pinned = False  # whatever used the raw address held a reference to us
-        self._free_locked()
+        freed = self._free_locked()
         bm_pool_unlock(p)
+        if freed:
+            _fr_aio_room(self.ring, 1)
 
     def __enter__(self):
         return self
@@ -292,6 +312,11 @@ cdef class FrameRing:
     cdef readonly Py_ssize_t slots
     cdef readonly Py_ssize_t frame_bytes
     cdef readonly object overflow
+    # asyncio (bufmgr/_aio.py), as in FrameQueue: the registries and the
+    # flags tested after the pool mutex is released (_fr_aio_room for frees).
+    cdef object _aio
+    cdef int aio_getters
+    cdef int aio_putters
     cdef object __weakref__
 
     def __cinit__(self, slots, frame_bytes, overflow="drop_oldest"):
@@ -351,6 +376,8 @@ cdef class FrameRing:
         bm_pool_unlock(p)
         if st != BM_OK:
             return _fr_raise(st, False)  # shut down during the copy: slot freed
+        if BM_AIO_LOAD(&self.aio_getters):  # a coroutine waits (mutex released)
+            _aio_notify(self._aio, _AIO_GETTERS, 1)
         return seq
 
     def put(self, buffer, block=True, timeout=None):
@@ -463,6 +490,7 @@ cdef class FrameRing:
             bm_pool_unlock(p)
         finally:
             PyBuffer_Release(&view)
+        _fr_aio_room(self, 1)
         return (need, seq)
 
     # -- bookkeeping -----------------------------------------------------------
@@ -476,6 +504,10 @@ cdef class FrameRing:
         _fr_lock(&self.pool)
         bm_pool_shutdown_locked(&self.pool, imm)
         bm_pool_unlock(&self.pool)
+        # every coroutine waiting on this ring, in every loop
+        if BM_AIO_LOAD(&self.aio_getters):
+            _aio_notify(self._aio, _AIO_GETTERS, _AIO_ALL)
+        _fr_aio_room(self, _AIO_ALL)
 
     def clear(self):
         """Free every queued frame (counted as cleared); return how many."""
@@ -483,6 +515,8 @@ cdef class FrameRing:
         _fr_lock(&self.pool)
         n = bm_pool_clear_locked(&self.pool)
         bm_pool_unlock(&self.pool)
+        if n:
+            _fr_aio_room(self, n)
         return n
 
     # -- introspection -----------------------------------------------------------
@@ -540,6 +574,42 @@ cdef class FrameRing:
             "slots": s.slots,
             "frame_bytes": s.frame_bytes,
         }
+
+    # -- asyncio (bufmgr/_aio.py) -------------------------------------------------
+
+    def async_get(self, timeout=None):
+        """Coroutine: get() without blocking the event loop (queue.Empty on
+        timeout, ShutDown once shut down and drained)."""
+        return _aio.get(self, timeout)
+
+    def async_put(self, buffer, timeout=None):
+        """Coroutine: put() without blocking the event loop (queue.Full on
+        timeout); returns what put() returns. Only "block" ever waits."""
+        return _aio.put(self, buffer, timeout)
+
+    def __aiter__(self):
+        """``async for frame in ring``: async_get() until shut down and drained."""
+        return _aio.AsyncIterator(self)
+
+    def _aio_waiters(self):
+        """The ring's _aio.BufferWaiters, made on first use (see FrameQueue's)."""
+        cdef object w = self._aio
+        if w is None:
+            w = _aio.BufferWaiters(self)
+            with cython.critical_section(self):
+                if self._aio is None:
+                    self._aio = w
+                w = self._aio
+        return w
+
+    def _aio_state(self):
+        """For tests: (a coroutine waits for an item, one waits for room)."""
+        return BM_AIO_LOAD(&self.aio_getters) != 0, BM_AIO_LOAD(&self.aio_putters) != 0
+
+    def _aio_set_active(self, int kind, bint active):
+        """Called by the registry (under its lock) when it becomes (non-)empty."""
+        BM_AIO_STORE(&self.aio_putters if kind == _AIO_PUTTERS else &self.aio_getters,
+                     1 if active else 0)
 
     def __repr__(self):
         cdef bm_pool_stats s

@@ -46,6 +46,7 @@ from time import monotonic as _monotonic
 from time import monotonic_ns as _monotonic_ns
 from typing import Any
 
+from . import _aio
 from . import _framering_common as _common
 from ._errors import WAIT_SLICE_S, Empty, Full, ShutDown, check_timeout, pickle_error
 
@@ -241,7 +242,7 @@ class FrameRing:
         "_pending", "_mutex", "_busy", "_not_empty", "_not_full", "_shutdown",
         "_getters_waiting", "_putters_waiting", "_next_seq", "_held",
         "_puts", "_gets", "_dropped", "_cleared", "_underruns", "_high_water",
-        "__weakref__",
+        "_aio", "_aio_getters", "_aio_putters", "_aio_room", "__weakref__",
     )
 
     def __init__(self, slots: int, frame_bytes: int, overflow: str = "drop_oldest") -> None:
@@ -278,6 +279,12 @@ class FrameRing:
         self._held = 0
         self._puts = self._gets = self._dropped = self._cleared = 0
         self._underruns = self._high_water = 0
+        # asyncio (bufmgr/_aio.py): the registries (made on first use), whether
+        # a coroutine waits for a frame / for a free slot, and the slots freed
+        # in the current critical section for those (notified after unlocking).
+        self._aio = None
+        self._aio_getters = self._aio_putters = False
+        self._aio_room = 0
 
     # ---- locking -------------------------------------------------------------------
 
@@ -294,7 +301,12 @@ class FrameRing:
         if self._pending:
             self._flush_pending()
         self._busy = False
+        room = self._aio_room
+        if room:
+            self._aio_room = 0
         self._mutex.release()
+        if room:  # coroutines wait for a free slot: wake them, lock released
+            self._aio.putters.notify(room)
 
     def _flush_pending(self) -> None:
         pending = self._pending
@@ -329,6 +341,8 @@ class FrameRing:
         self._free.append(slot)
         if self._putters_waiting:
             self._not_full.notify()
+        if self._aio_putters:
+            self._aio_room += 1
 
     def _abort_write(self, slot: int) -> None:
         """writing -> free (copy failed or the ring was shut down meanwhile)."""
@@ -336,6 +350,8 @@ class FrameRing:
         self._free.append(slot)
         if self._putters_waiting:
             self._not_full.notify()
+        if self._aio_putters:
+            self._aio_room += 1
 
     def _drop_queued(self) -> int:
         """queued -> free for every queued frame; return how many."""
@@ -348,6 +364,8 @@ class FrameRing:
             free.append(slot)
         if n and self._putters_waiting:
             self._not_full.notify(n)
+        if n and self._aio_putters:
+            self._aio_room += n
         return n
 
     def _reserve(self, block: bool, deadline: float | None) -> int:
@@ -421,10 +439,10 @@ class FrameRing:
         return reentrant
 
     def _exit_frame_op(self, reentrant: bool) -> None:
-        if not reentrant and self._pending:
-            self._flush_pending()
-        self._busy = reentrant
-        self._mutex.release()
+        if reentrant:  # the outer critical section unlocks (and notifies) later
+            self._mutex.release()
+            return
+        self._unlock()
 
     def _open_view(self, frame: Frame) -> memoryview:
         """One more buffer exported from ``frame``: a read-only view of its
@@ -537,6 +555,8 @@ class FrameRing:
                         owned = False
                         self._abort_write(slot)
                     self._unlock()
+                if self._aio_getters:  # a coroutine waits for a frame: lock released
+                    self._aio.getters.notify(1)
             except BaseException:
                 if owned:  # interrupted before the commit section was entered
                     self._lock()
@@ -674,6 +694,10 @@ class FrameRing:
             self._not_full.notify_all()
         finally:
             self._unlock()
+        if self._aio_getters:  # wake every coroutine in every loop
+            self._aio.getters.notify_all()
+        if self._aio_putters:
+            self._aio.putters.notify_all()
 
     def stats(self) -> dict[str, int]:
         """Return a consistent snapshot of the counters (see STATS_KEYS)."""
@@ -714,6 +738,40 @@ class FrameRing:
     def is_shutdown(self) -> bool:
         """True once shutdown() was called."""
         return self._shutdown != _RUNNING
+
+    # ---- asyncio (bufmgr/_aio.py) -------------------------------------------------------
+
+    def async_get(self, timeout: float | None = None) -> Any:
+        """Coroutine: get() without blocking the event loop (Empty on timeout)."""
+        return _aio.get(self, timeout)
+
+    def async_put(self, buffer: Any, timeout: float | None = None) -> Any:
+        """Coroutine: put() without blocking the event loop (Full on timeout);
+        returns what put() returns. Only the "block" policy ever waits."""
+        return _aio.put(self, buffer, timeout)
+
+    def __aiter__(self) -> Any:
+        """``async for frame in ring``: async_get() until shut down and drained."""
+        return _aio.AsyncIterator(self)
+
+    def _aio_waiters(self) -> _aio.BufferWaiters:
+        w = self._aio
+        if w is None:
+            with _aio.CREATE_LOCK:
+                w = self._aio
+                if w is None:
+                    w = self._aio = _aio.BufferWaiters(self)
+        return w
+
+    def _aio_state(self) -> tuple[bool, bool]:
+        """For tests: (a coroutine waits for an item, one waits for room)."""
+        return bool(self._aio_getters), bool(self._aio_putters)
+
+    def _aio_set_active(self, kind: int, active: bool) -> None:
+        if kind == _aio.GETTERS:
+            self._aio_getters = active
+        else:
+            self._aio_putters = active
 
     def __repr__(self) -> str:
         self._lock()

@@ -33,6 +33,7 @@ from collections import deque
 from time import monotonic as _monotonic
 from typing import Any, Iterable
 
+from . import _aio
 from ._errors import (
     TASK_DONE_TOO_MANY,
     WAIT_SLICE_S,
@@ -76,7 +77,7 @@ class FrameQueue:
         "_not_full", "_all_tasks_done", "_shutdown", "_unfinished",
         "_getters_waiting", "_putters_waiting", "_joiners_waiting",
         "_puts", "_gets", "_dropped", "_cleared", "_waits", "_high_water",
-        "_busy", "__weakref__",
+        "_busy", "_aio", "_aio_getters", "_aio_putters", "__weakref__",
     )
 
     def __init__(self, maxsize: int = 0, overflow: str = "block") -> None:
@@ -96,6 +97,11 @@ class FrameQueue:
         self._getters_waiting = self._putters_waiting = self._joiners_waiting = 0
         self._puts = self._gets = self._dropped = self._cleared = self._waits = 0
         self._high_water = 0
+        # asyncio (bufmgr/_aio.py): the registries, made on first use, and
+        # whether any coroutine waits for an item / for room. Read after the
+        # lock is released: the one check the sync hot path pays.
+        self._aio = None
+        self._aio_getters = self._aio_putters = False
         _live_queues.add(self)  # fork safety, see the bottom of this module
 
     # ---- internals (lock held) -------------------------------------------
@@ -198,6 +204,7 @@ class FrameQueue:
         """Queue ``item``; return the item dropped by the overflow policy, or None."""
         block = bool(block)
         deadline = _deadline(block, timeout)
+        evicted = None
         self._enter()
         try:
             if self._shutdown:
@@ -214,14 +221,15 @@ class FrameQueue:
                     evicted = self._queue.popleft()
                     self._dropped += 1
                     self._retire(1)
-                    self._push(item)
-                    return evicted
-                self._await_room(block, deadline, False)
+                else:
+                    self._await_room(block, deadline, False)
             self._push(item)
             self._wake_getters(1)
         finally:
             self._leave()
-        return None
+        if self._aio_getters:  # a coroutine waits: wake it, lock released
+            self._aio.getters.notify(1)
+        return evicted
 
     def put_nowait(self, item: Any) -> Any:
         """Equivalent to ``put(item, False)``."""
@@ -271,6 +279,8 @@ class FrameQueue:
         finally:
             self._wake_getters(added)
             self._leave()
+            if self._aio_getters:
+                self._aio.getters.notify(len(items))
         return dropped  # evicted items go to the caller; none released under the lock
 
     # ---- consumers ---------------------------------------------------------
@@ -287,6 +297,8 @@ class FrameQueue:
             self._wake_putters(1)
         finally:
             self._leave()
+        if self._aio_putters:
+            self._aio.putters.notify(1)
         return item
 
     def get_nowait(self) -> Any:
@@ -313,6 +325,8 @@ class FrameQueue:
         finally:
             self._leave()
         del discarded  # last references to the discarded items dropped outside the lock
+        if self._aio_putters:
+            self._aio.putters.notify(n + 1)
         return item
 
     def get_many(
@@ -332,6 +346,8 @@ class FrameQueue:
             self._wake_putters(len(out))
         finally:
             self._leave()
+        if self._aio_putters:
+            self._aio.putters.notify(len(out))
         return out
 
     # ---- state ---------------------------------------------------------------
@@ -395,6 +411,8 @@ class FrameQueue:
         finally:
             self._leave()
         del old  # items' last references dropped outside the lock
+        if n and self._aio_putters:
+            self._aio.putters.notify(n)
         return n
 
     def shutdown(self, immediate: bool = False) -> None:
@@ -417,6 +435,10 @@ class FrameQueue:
         finally:
             self._leave()
         del old  # items' last references dropped outside the lock
+        if self._aio_getters:  # wake every coroutine in every loop
+            self._aio.getters.notify_all()
+        if self._aio_putters:
+            self._aio.putters.notify_all()
 
     def stats(self) -> dict[str, int]:
         """Return a consistent snapshot of the counters."""
@@ -454,6 +476,48 @@ class FrameQueue:
     def is_shutdown(self) -> bool:
         """True once shutdown() was called."""
         return self._shutdown != _RUNNING
+
+    # ---- asyncio (bufmgr/_aio.py) ---------------------------------------------
+
+    def async_get(self, timeout: float | None = None) -> Any:
+        """Coroutine: get() without blocking the event loop (Empty on timeout)."""
+        return _aio.get(self, timeout)
+
+    def async_get_many(self, max_items: int, timeout: float | None = None) -> Any:
+        """Coroutine: get_many() without blocking the event loop."""
+        return _aio.get_many(self, max_items, timeout)
+
+    def async_get_latest(self, timeout: float | None = None) -> Any:
+        """Coroutine: get_latest() without blocking the event loop."""
+        return _aio.get_latest(self, timeout)
+
+    def async_put(self, item: Any, timeout: float | None = None) -> Any:
+        """Coroutine: put() without blocking the event loop (Full on timeout);
+        returns what put() returns."""
+        return _aio.put(self, item, timeout)
+
+    def __aiter__(self) -> Any:
+        """``async for item in q``: async_get() until shut down and drained."""
+        return _aio.AsyncIterator(self)
+
+    def _aio_waiters(self) -> _aio.BufferWaiters:
+        w = self._aio
+        if w is None:
+            with _aio.CREATE_LOCK:
+                w = self._aio
+                if w is None:
+                    w = self._aio = _aio.BufferWaiters(self)
+        return w
+
+    def _aio_state(self) -> tuple[bool, bool]:
+        """For tests: (a coroutine waits for an item, one waits for room)."""
+        return bool(self._aio_getters), bool(self._aio_putters)
+
+    def _aio_set_active(self, kind: int, active: bool) -> None:
+        if kind == _aio.GETTERS:
+            self._aio_getters = active
+        else:
+            self._aio_putters = active
 
     def __repr__(self) -> str:
         with self._mutex:

@@ -28,7 +28,7 @@ from bufmgr._cring cimport *
 import os
 import weakref
 
-from bufmgr import _errors
+from bufmgr import _aio, _errors
 from bufmgr._errors import Empty, Full, ShutDown
 
 cdef int64_t SLICE_NS = <int64_t>(_errors.WAIT_SLICE_S * 1e9)
@@ -53,6 +53,38 @@ cdef extern from *:
     """
     # 1 where holding the GIL excludes every other Python thread.
     const bint BM_GIL_EXCLUDES
+
+
+cdef extern from *:
+    """
+    /* asyncio flags (see bufmgr/_aio.py): set by the waiters' registry under
+     * its lock, read by any thread after a ring/pool mutex was released. */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define BM_AIO_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+    #define BM_AIO_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+    #else /* MSVC: aligned int loads/stores are atomic */
+    #define BM_AIO_LOAD(p) (*(volatile int *)(p))
+    #define BM_AIO_STORE(p, v) (*(volatile int *)(p) = (v))
+    #endif
+    """
+    int BM_AIO_LOAD(int *p) noexcept nogil
+    void BM_AIO_STORE(int *p, int v) noexcept nogil
+
+cdef enum:
+    _AIO_GETTERS = 0  # == _aio.GETTERS
+    _AIO_PUTTERS = 1  # == _aio.PUTTERS
+cdef size_t _AIO_ALL = <size_t>(1) << 62  # == _aio.ALL
+
+
+cdef void _aio_notify(object waiters, int kind, size_t n) noexcept:
+    # Wake coroutines waiting on a buffer (waiters: its _aio.BufferWaiters).
+    # Called only when the buffer's flag for `kind` is set, and only after
+    # its mutex was released (invariant 1). Never raises (an error, e.g.
+    # MemoryError, is reported as unraisable: the sync call it follows
+    # already happened).
+    if waiters is None:
+        return
+    (waiters.getters if kind == _AIO_GETTERS else waiters.putters).notify(n)
 
 
 cdef extern from "Python.h":
@@ -195,6 +227,14 @@ cdef class FrameQueue:
     cdef bint held
     cdef readonly object overflow
     cdef readonly Py_ssize_t maxsize
+    # asyncio (bufmgr/_aio.py): the registries, made on first use, and flags
+    # that are non-zero only while a coroutine waits for an item / for room
+    # (BM_AIO_LOAD/STORE). Every call that adds items or frees room tests
+    # its flag after the mutex is released: the one check the sync hot path
+    # pays, and the only way a put/get from any thread reaches a coroutine.
+    cdef object _aio
+    cdef int aio_getters
+    cdef int aio_putters
     cdef object __weakref__
 
     def __cinit__(self, maxsize=0, overflow="block"):
@@ -245,6 +285,8 @@ cdef class FrameQueue:
         if st != BM_OK:
             Py_XDECREF(item)
             _raise_status(st, False)
+        if BM_AIO_LOAD(&self.aio_getters):
+            _aio_notify(self._aio, _AIO_GETTERS, 1)
         return None  # only "block" waits, and it never drops
 
     cdef inline object _put(self, object item, bint block, double seconds):
@@ -255,6 +297,8 @@ cdef class FrameQueue:
         st = bm_ring_put_locked(&self.ring, <void *>item, BM_NOWAIT, NULL, &dropped)
         _leave(self)
         if st == BM_OK:
+            if BM_AIO_LOAD(&self.aio_getters):  # a coroutine waits (mutex released)
+                _aio_notify(self._aio, _AIO_GETTERS, 1)
             if dropped == NULL:
                 return None
             return _steal(dropped)  # evicted oldest, or `item` refused
@@ -341,6 +385,8 @@ cdef class FrameQueue:
             for i in range(<Py_ssize_t>nd):      # only on an exception above
                 Py_XDECREF(<PyObject *>dropped[i])
             PyMem_Free(ptrs)
+            if done and BM_AIO_LOAD(&self.aio_getters):
+                _aio_notify(self._aio, _AIO_GETTERS, done)
         if st != BM_OK:
             _raise_status(st, False)
         return result
@@ -383,6 +429,8 @@ cdef class FrameQueue:
         if st == BM_EMPTY and block:
             st = self._get_wait(seconds, &out, NULL, NULL, 0, NULL)
         if st == BM_OK:
+            if BM_AIO_LOAD(&self.aio_putters):  # a coroutine waits for room
+                _aio_notify(self._aio, _AIO_PUTTERS, 1)
             return _steal(out)
         return _raise_status(st, True)
 
@@ -430,6 +478,8 @@ cdef class FrameQueue:
                 result.append(_steal(buf[i]))
             limit -= got
             if got < want or limit <= 0:
+                if BM_AIO_LOAD(&self.aio_putters):
+                    _aio_notify(self._aio, _AIO_PUTTERS, len(result))
                 return result
             want = <size_t>limit if <size_t>limit < CHUNK else CHUNK
             _enter(self)
@@ -443,6 +493,7 @@ cdef class FrameQueue:
         cdef void *out = NULL
         cdef bm_items discarded
         cdef int st
+        cdef size_t n
         if block:
             seconds = _timeout_seconds(timeout)
         _enter(self)
@@ -453,7 +504,10 @@ cdef class FrameQueue:
         if st != BM_OK:
             _raise_status(st, True)
         result = _steal(out)
+        n = discarded.count + 1
         _release(&discarded)  # after unlock (invariant 1)
+        if BM_AIO_LOAD(&self.aio_putters):
+            _aio_notify(self._aio, _AIO_PUTTERS, n)
         return result
 
     # -- bookkeeping -------------------------------------------------------
@@ -498,6 +552,11 @@ cdef class FrameQueue:
         bm_ring_shutdown_locked(&self.ring, imm, &items)
         _leave(self)
         _release(&items)
+        # every coroutine waiting on this queue, in every loop
+        if BM_AIO_LOAD(&self.aio_getters):
+            _aio_notify(self._aio, _AIO_GETTERS, _AIO_ALL)
+        if BM_AIO_LOAD(&self.aio_putters):
+            _aio_notify(self._aio, _AIO_PUTTERS, _AIO_ALL)
 
     def clear(self):
         """Remove every queued item (counted as cleared); return how many."""
@@ -507,6 +566,8 @@ cdef class FrameQueue:
         n = bm_ring_clear_locked(&self.ring, &items)
         _leave(self)
         _release(&items)
+        if n and BM_AIO_LOAD(&self.aio_putters):
+            _aio_notify(self._aio, _AIO_PUTTERS, n)
         return n
 
     # -- introspection -----------------------------------------------------
@@ -565,6 +626,52 @@ cdef class FrameQueue:
             "maxsize": self.maxsize,
             "waits": s.waits,
         }
+
+    # -- asyncio (bufmgr/_aio.py) -------------------------------------------
+
+    def async_get(self, timeout=None):
+        """Coroutine: get() without blocking the event loop (queue.Empty on
+        timeout, ShutDown once shut down and drained)."""
+        return _aio.get(self, timeout)
+
+    def async_get_many(self, max_items, timeout=None):
+        """Coroutine: get_many() without blocking the event loop."""
+        return _aio.get_many(self, max_items, timeout)
+
+    def async_get_latest(self, timeout=None):
+        """Coroutine: get_latest() without blocking the event loop."""
+        return _aio.get_latest(self, timeout)
+
+    def async_put(self, item, timeout=None):
+        """Coroutine: put() without blocking the event loop (queue.Full on
+        timeout); returns what put() returns."""
+        return _aio.put(self, item, timeout)
+
+    def __aiter__(self):
+        """``async for item in q``: async_get() until shut down and drained."""
+        return _aio.AsyncIterator(self)
+
+    def _aio_waiters(self):
+        """The queue's _aio.BufferWaiters, made on first use."""
+        cdef object w = self._aio
+        if w is None:
+            w = _aio.BufferWaiters(self)
+            # check-and-set with no Python code in between: atomic under the
+            # GIL, a critical section on free-threaded builds
+            with cython.critical_section(self):
+                if self._aio is None:
+                    self._aio = w
+                w = self._aio
+        return w
+
+    def _aio_state(self):
+        """For tests: (a coroutine waits for an item, one waits for room)."""
+        return BM_AIO_LOAD(&self.aio_getters) != 0, BM_AIO_LOAD(&self.aio_putters) != 0
+
+    def _aio_set_active(self, int kind, bint active):
+        """Called by the registry (under its lock) when it becomes (non-)empty."""
+        BM_AIO_STORE(&self.aio_putters if kind == _AIO_PUTTERS else &self.aio_getters,
+                     1 if active else 0)
 
     def _gil_state(self):
         """For tests: (threads counted as detached, critical section open);

@@ -24,7 +24,8 @@ STUB = Path(bufmgr.__file__).with_name("_ring.pyi")
 
 PURE = {"FrameQueue": _pyqueue.FrameQueue, "FrameRing": _pyframering.FrameRing, "Frame": _pyframering.Frame}
 # dunders the stub promises beyond object's own
-PROTOCOL = {"__len__", "__enter__", "__exit__", "__bytes__", "__buffer__", "__release_buffer__", "__array_interface__"}
+PROTOCOL = {"__len__", "__enter__", "__exit__", "__bytes__", "__buffer__", "__release_buffer__", "__array_interface__",
+            "__aiter__"}
 # PEP 688: a C type's buffer slots show up as __buffer__/__release_buffer__
 # methods from 3.12 on; before that memoryview() works without them.
 BUFFER = {"__buffer__", "__release_buffer__"}
@@ -40,7 +41,8 @@ def _stub_classes() -> dict[str, dict[str, ast.AST]]:
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
             classes[node.name] = {
-                item.name: item for item in node.body if isinstance(item, ast.FunctionDef)
+                item.name: item for item in node.body
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
             }
     return classes
 

@@ -67,6 +67,7 @@ examples:
   python -m bufmgr bench                      the full run (under a minute on 2 cores)
   python -m bufmgr bench --threads 2x2 --threads 4x4 --payload audio
   python -m bufmgr bench --json bench.json --plot bench.png
+  python -m bufmgr bench --scenario asyncio   asyncio bridges vs janus/culsans/aiologic
 
 reading the table: throughput is higher-is-better; 'vs Queue' divides by
 queue.Queue's throughput in the same scenario (2.00x = twice as fast).
@@ -115,8 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--scenario",
         action="append",
-        choices=("pair", "timeout", "threads"),
-        help="run only these scenarios (repeatable; default: all)",
+        choices=("pair", "timeout", "threads", "asyncio"),
+        help="run only these scenarios (repeatable; default: pair, timeout, threads). "
+        "asyncio: async_get/async_put vs janus, culsans, aiologic (those installed) and the "
+        "thread-put -> coroutine wake latency",
     )
     b.add_argument(
         "--payload",

@@ -1174,6 +1174,9 @@ def run(args: Any) -> int:
             return 2
 
     kinds = args.scenario or ["pair", "timeout", "threads"]
+    # asyncio bridges (issue 15): their own rows and table, bufmgr/cli/aiobench.py
+    run_aio = "asyncio" in kinds
+    kinds = [k for k in kinds if k != "asyncio"]
     payloads = args.payload or list(PAYLOADS)
     threads = args.threads or [(2, 2)]
     scenarios = build_scenarios(kinds, payloads, threads, args.quick, args.items)
@@ -1186,12 +1189,25 @@ def run(args: Any) -> int:
     header = header_line(env, args.quick)
     total = count_runs(scenarios, impls)
     t0 = time.monotonic()
-    with ProgressBar(total, enabled=False if args.no_progress else None) as bar:
-        results = run_all(scenarios, impls, quick=args.quick, repeats=args.repeat, progress=bar)
+    results: list[Result] = []
+    if scenarios:
+        with ProgressBar(total, enabled=False if args.no_progress else None) as bar:
+            results = run_all(scenarios, impls, quick=args.quick, repeats=args.repeat, progress=bar)
     elapsed = time.monotonic() - t0
 
-    print(format_table(results, header))
-    print(f"({total} runs in {elapsed:.1f} s)")
+    if scenarios:
+        print(format_table(results, header))
+        print(f"({total} runs in {elapsed:.1f} s)")
+    aio_rows = []
+    if run_aio:
+        from . import aiobench
+
+        if not scenarios:
+            print(header)
+        with ProgressBar(aiobench.count_rows(), enabled=False if args.no_progress else None) as bar:
+            aio_rows = aiobench.run_all(quick=args.quick, progress=bar)
+        print(aiobench.format_table(aio_rows))
+        elapsed = time.monotonic() - t0
     sys.stdout.flush()
 
     options = {
@@ -1207,7 +1223,10 @@ def run(args: Any) -> int:
     status = 0
     if args.json:
         try:
-            write_json(args.json, to_json(results, env, options))
+            data = to_json(results, env, options)
+            if run_aio:
+                data["asyncio"] = [asdict(r) for r in aio_rows]
+            write_json(args.json, data)
         except OSError as exc:
             print(f"bufmgr bench: error: cannot write --json {args.json}: {exc}", file=sys.stderr)
             status = 2
@@ -1227,6 +1246,7 @@ def run(args: Any) -> int:
 
     lost_ours = sum(r.lost or 0 for r in results if r.ours)
     broken_ours = [r for r in results if r.ours and (r.error or r.hung)]
+    broken_ours += [r for r in aio_rows if r.ours and r.error]
     lost_any = [r for r in results if r.lost]
     if lost_any:
         print(

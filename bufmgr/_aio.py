@@ -1,0 +1,446 @@
+"""Awaiting bufmgr buffers from asyncio: one registry per buffer, no thread per waiter.
+
+Used by both implementations (compiled and pure) of FrameQueue and FrameRing;
+their ``async_*`` methods and ``__aiter__`` are thin wrappers over the
+coroutines at the bottom of this module.
+
+How a coroutine waits (``Waiters.wait``)
+----------------------------------------
+1. It tries the non-blocking call (``get_nowait``, ``put_nowait``, ...). That
+   is the whole cost when the buffer is ready: no future, no lock, no loop
+   round trip.
+2. Would block: it registers a future of its running loop, then tries again.
+   The second try closes the lost-wake-up race (a producer that filled the
+   buffer between the first try and the registration saw no waiter and
+   notified nobody); see "Memory order" below for the free-threaded case.
+3. It awaits the future. A wake-up only means "try again": items are never
+   handed to a waiter, each woken waiter takes its item itself. So a waiter
+   that is cancelled, times out or was closed never holds an item, and no
+   item can be lost or duplicated by cancellation; the worst case is a
+   spurious wake-up, after which the waiter registers again.
+
+How producers/consumers wake them (``Waiters.notify``)
+------------------------------------------------------
+Any thread (or coroutine) that changes the buffer calls ``notify(n)`` for n
+new items (or n freed places), ``notify_all()`` at shutdown. notify picks
+the n oldest registered waiters (FIFO, across loops), removes them from the
+registry, and groups them by loop: each loop gets ONE ``call_soon_threadsafe``
+per burst however many of its waiters were picked (a pending delivery just
+collects more futures), so the loop's self-pipe sees at most one write per
+burst (cpython#156054). The delivery callback runs in the loop's thread and
+resolves the futures. A picked future that is already done by then (its task
+was cancelled, or its own timeout fired) passes its wake-up on: notify(1)
+again. A waiter that abandons a registration after a wake-up was delivered to
+it (cancelled before it resumed, or its second try succeeded) passes it on
+the same way. So a wake-up picked for a waiter that will not use it always
+reaches another waiter, and nothing is lost to cancellation.
+
+Nothing at all is done when no coroutine waits: a buffer keeps one C int (or
+Python attribute) per direction, set through ``on_active`` while its
+registry is non-empty, and calls notify only when it is set -- after the
+ring/pool mutex is released (invariant 1: no Python code under a ring
+mutex). That is a single integer test on the sync hot path. When notify
+picks the last registered waiter it leaves the flag set (keeping the hook
+off the wake-up's critical path); the next notify finds nobody and clears
+it, so a burst of puts costs one spare call, then nothing.
+
+Closed loops: a waiter whose loop is closed is dropped (with its future)
+at the next notify, without touching the loop; ``call_soon_threadsafe`` on a
+loop that closed meanwhile raises RuntimeError, which is caught and its
+wake-ups given to other waiters. No exception reaches the notifying thread,
+no reference to a closed loop's futures (and so to its tasks) is kept.
+This module never creates a Task, so there is nothing to be "destroyed but
+pending" and nothing to ``aclose()``.
+
+Memory order (free-threaded builds): the waiter sets ``on_active`` (an atomic
+int store in the compiled classes) BEFORE its second try takes the ring
+mutex; a producer reads it AFTER its put released that mutex. Either the
+producer's critical section comes first (the second try sees the item) or
+the waiter's does, and then the store happened before the producer's read
+through the mutex. On GIL builds the GIL orders both.
+
+The interface, for buffers that live outside this process
+-------------------------------------------------------
+``Waiters(on_active)`` is all a buffer needs: call ``notify(n)`` /
+``notify_all()`` from any thread after a change, and let
+``on_active(True/False)`` say when anyone waits. For the shared-memory ring
+(SharedFrameRing, another process's producer cannot call_soon_threadsafe
+into our loops) the plan is: ``on_active(True)`` starts (or un-parks) one
+watcher thread per (process, shared ring); while the registry is active the
+thread blocks on the ring's futex / process-shared condition (in slices, so
+it notices ``on_active(False)`` and the ring being closed) and calls
+``notify(n)`` for what changed; ``on_active(False)`` lets it park. In-process
+producers of that ring may still call notify directly. The waiters' side
+(``wait``, cancellation, closed loops) is unchanged. on_active is called
+with the registry lock held, in registration order: it must be quick and
+must not call back into the same Waiters.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections import OrderedDict
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable
+
+from ._errors import Empty, Full, ShutDown, check_max_items, check_timeout
+
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["Waiters", "BufferWaiters", "AsyncIterator"]
+
+ALL = 1 << 62  # notify(ALL): more waiters than can ever exist
+
+#: Serializes the first ``buffer._aio_waiters()`` of each pure buffer.
+CREATE_LOCK = threading.Lock()
+
+#: Kinds passed to a buffer's ``_aio_set_active(kind, active)``.
+GETTERS, PUTTERS = 0, 1
+
+
+_get_running_loop: Callable[[], asyncio.AbstractEventLoop] | None = None
+
+
+def _load_asyncio() -> Callable[[], asyncio.AbstractEventLoop]:
+    # On first wait, not at import: asyncio takes longer to import than bufmgr.
+    global _get_running_loop
+    import asyncio
+
+    _get_running_loop = asyncio.get_running_loop
+    return _get_running_loop
+
+
+def _expire(fut: asyncio.Future) -> None:
+    """Timer callback (loop thread): the waiter's own timeout."""
+    if not fut.done():
+        fut.set_result(False)
+
+
+class Waiters:
+    """The coroutines of any loops waiting for one event of one buffer
+    ("an item arrived" or "room was freed"). Thread-safe; see the module
+    docstring for the protocol and the ``on_active`` hook."""
+
+    __slots__ = ("_lock", "_waiting", "_deliveries", "_on_active", "_active", "__weakref__")
+
+    def __init__(self, on_active: Callable[[bool], None] | None = None) -> None:
+        # Re-entrant: a finalizer (a Frame's __del__ frees a slot and notifies)
+        # may run in this thread while it holds the lock (the GC can run at any
+        # allocation). Every critical section below leaves the registry
+        # consistent between steps, so a nested notify is safe.
+        self._lock = threading.RLock()
+        # future -> its loop, oldest first: registered, not yet picked by notify
+        self._waiting: OrderedDict[asyncio.Future, asyncio.AbstractEventLoop] = OrderedDict()
+        # loop -> futures picked by notify whose delivery callback is scheduled
+        self._deliveries: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
+        self._on_active = on_active
+        self._active = False  # what on_active was last told
+        _all_waiters.add(self)
+
+    def __len__(self) -> int:
+        """Registered waiters (not counting woken ones on their way)."""
+        return len(self._waiting)
+
+    @property
+    def active(self) -> bool:
+        """What on_active was last told: True while anyone waits, and at most
+        until the next notify after the last one was woken."""
+        return self._active
+
+    # -- registry (any thread) ------------------------------------------------
+
+    def _register(self, fut: asyncio.Future, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            waiting = self._waiting
+            waiting[fut] = loop
+            if not self._active:
+                self._active = True
+                if self._on_active is not None:
+                    self._on_active(True)
+
+    def _unregister(self, fut: asyncio.Future) -> bool:
+        """Remove a registered future; False if notify had picked it already."""
+        with self._lock:
+            waiting = self._waiting
+            if waiting.pop(fut, None) is None:
+                return False
+            if not waiting and self._active:
+                self._active = False
+                if self._on_active is not None:
+                    self._on_active(False)
+            return True
+
+    def notify(self, n: int = 1) -> None:
+        """Wake up to ``n`` waiters (oldest first, any loops). Any thread;
+        never blocks on a loop, never raises for a closed one."""
+        if n == 1:
+            # Fast path, the usual wake-up: one waiter, no delivery in flight.
+            # Every instruction here is on the put -> resume latency, so the
+            # loop is rung first thing, with the lock still held (harmless:
+            # call_soon_threadsafe only queues and writes the self-pipe).
+            with self._lock:
+                waiting, deliveries = self._waiting, self._deliveries
+                if waiting and not deliveries:
+                    fut, loop = waiting.popitem(last=False)
+                    deliveries[loop] = [fut]
+                    try:
+                        loop.call_soon_threadsafe(self._deliver, loop)
+                        return
+                    except RuntimeError:  # closed: the general path below
+                        deliveries.pop(loop, None)
+                        waiting[fut] = loop
+                        waiting.move_to_end(fut, last=False)
+        while n > 0:
+            schedule = []
+            with self._lock:
+                waiting, deliveries = self._waiting, self._deliveries
+                if deliveries:
+                    n += self._reclaim_closed_locked()
+                if not waiting:
+                    # Nobody to wake: clear the flag that sent the caller here.
+                    # (Picking the last waiter below leaves it set, so that
+                    # the hook is not on the wake-up's critical path; the
+                    # next event clears it: one spare call per burst.)
+                    if self._active:
+                        self._active = False
+                        if self._on_active is not None:
+                            self._on_active(False)
+                    return
+                while n > 0 and waiting:
+                    fut, loop = waiting.popitem(last=False)
+                    batch = deliveries.get(loop)
+                    if batch is None:
+                        deliveries[loop] = [fut]
+                        schedule.append(loop)
+                    else:  # a delivery is on its way to that loop: ride along
+                        batch.append(fut)
+                    n -= 1
+            n = 0
+            for loop in schedule:  # outside the lock: it writes the loop's self-pipe
+                try:
+                    loop.call_soon_threadsafe(self._deliver, loop)
+                except RuntimeError:  # a closed loop: its tasks can never run again
+                    n += self._drop_loop(loop)
+            # n > 0: wake-ups meant for a closed loop, give them to others
+
+    def notify_all(self) -> None:
+        """Wake every registered waiter (shutdown)."""
+        self.notify(ALL)
+
+    def _drop_loop(self, loop: asyncio.AbstractEventLoop) -> int:
+        """Forget every future of a closed loop; return how many wake-ups
+        had been picked for it (to give to others)."""
+        with self._lock:
+            n = len(self._deliveries.pop(loop, ()))
+            waiting = self._waiting
+            for fut in [f for f, lp in waiting.items() if lp is loop]:
+                del waiting[fut]
+        return n
+
+    def _reclaim_closed_locked(self) -> int:
+        """Drop deliveries to loops closed before running them; return their count."""
+        n = 0
+        for loop in [lp for lp in self._deliveries if lp.is_closed()]:
+            n += len(self._deliveries.pop(loop))
+        return n
+
+    def _deliver(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In ``loop``'s thread: resolve the futures picked for it."""
+        with self._lock:
+            batch = self._deliveries.pop(loop, None)
+        if not batch:
+            return
+        unused = 0
+        for fut in batch:
+            if fut.done():  # cancelled or timed out meanwhile: not its wake-up any more
+                unused += 1
+            else:
+                fut.set_result(True)
+        if unused:
+            self.notify(unused)
+
+    def _abandon(self, fut: asyncio.Future) -> None:
+        """The waiter of ``fut`` stops waiting (loop thread) and will not try
+        again: make sure a wake-up picked for it reaches someone else."""
+        if self._unregister(fut):
+            return  # never picked
+        if fut.done():
+            if not fut.cancelled() and fut.result() is True:
+                self.notify(1)  # delivered, unused: pass it on
+            # else: cancelled/timed out before delivery, which passes it on
+        elif not fut.get_loop().is_closed():
+            fut.cancel()  # picked, delivery pending: it will see done and pass on
+
+    def _reset_after_fork(self) -> None:
+        # Only the forking thread exists in the child; the parent's loops and
+        # waiters do not run here.
+        self._lock = threading.RLock()
+        self._waiting.clear()
+        self._deliveries.clear()
+        if self._active:
+            self._active = False
+            if self._on_active is not None:
+                self._on_active(False)
+
+    # -- waiting (a coroutine) ------------------------------------------------
+
+    async def wait(self, attempt: Callable[[], Any], blocked: type[BaseException],
+                   seconds: float | None) -> Any:
+        """Return ``attempt()`` once it stops raising ``blocked``; after
+        ``seconds`` (None: forever) one last try, whose ``blocked`` propagates.
+        The caller already tried once (step 1 of the module docstring)."""
+        loop = (_get_running_loop or _load_asyncio())()
+        deadline = None if seconds is None else loop.time() + seconds
+        while True:
+            fut = loop.create_future()
+            self._register(fut, loop)
+            try:
+                result = attempt()  # second try: closes the lost-wake-up race
+            except blocked:
+                pass
+            except BaseException:
+                self._abandon(fut)
+                raise
+            else:
+                self._abandon(fut)
+                return result
+            timer = None if deadline is None else loop.call_at(deadline, _expire, fut)
+            try:
+                await fut
+            except BaseException:  # CancelledError, GeneratorExit (coroutine closed)
+                self._abandon(fut)
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            if fut.result() is not True:  # our own timeout
+                self._abandon(fut)
+                return attempt()  # last try: raises `blocked` if still nothing
+            # Woken (notify unregistered us): try again, and register anew
+            # only if someone else was faster.
+            try:
+                return attempt()
+            except blocked:
+                pass
+
+
+class BufferWaiters:
+    """The two registries of one buffer. ``buffer._aio_set_active(kind, active)``
+    mirrors whether each is non-empty (a weak reference: no cycle)."""
+
+    __slots__ = ("getters", "putters")
+
+    def __init__(self, buffer: Any) -> None:
+        self.getters = Waiters(_active_hook(buffer, GETTERS))
+        self.putters = Waiters(_active_hook(buffer, PUTTERS))
+
+
+def _active_hook(buffer: Any, kind: int) -> Callable[[bool], None]:
+    ref = weakref.ref(buffer)
+
+    def on_active(active: bool) -> None:
+        b = ref()
+        if b is not None:
+            b._aio_set_active(kind, active)
+
+    return on_active
+
+
+_all_waiters: weakref.WeakSet[Waiters] = weakref.WeakSet()
+
+
+def _after_fork_child() -> None:
+    while True:
+        try:
+            every = list(_all_waiters)
+            break
+        except RuntimeError:  # pragma: no cover - changed size while copied
+            continue
+    for w in every:
+        w._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_child)
+
+
+# -- the coroutines behind the buffers' async_* methods ------------------------
+
+
+def _seconds(timeout: object) -> float | None:
+    return None if timeout is None else check_timeout(timeout)
+
+
+async def get(buffer: Any, timeout: float | None = None) -> Any:
+    """``await buffer.async_get(timeout)``: get() without blocking the loop."""
+    seconds = _seconds(timeout)
+    try:
+        return buffer.get_nowait()
+    except Empty:
+        if seconds == 0.0:
+            raise
+    return await buffer._aio_waiters().getters.wait(buffer.get_nowait, Empty, seconds)
+
+
+async def get_many(buffer: Any, max_items: int, timeout: float | None = None) -> list[Any]:
+    """``await queue.async_get_many(max_items, timeout)``."""
+    n = check_max_items(max_items)
+    seconds = _seconds(timeout)
+    attempt = partial(buffer.get_many, n, False)
+    try:
+        return attempt()
+    except Empty:
+        if seconds == 0.0:
+            raise
+    return await buffer._aio_waiters().getters.wait(attempt, Empty, seconds)
+
+
+async def get_latest(buffer: Any, timeout: float | None = None) -> Any:
+    """``await buffer.async_get_latest(timeout)``: the newest item, older ones dropped."""
+    seconds = _seconds(timeout)
+    attempt = partial(buffer.get_latest, False)
+    try:
+        return attempt()
+    except Empty:
+        if seconds == 0.0:
+            raise
+    return await buffer._aio_waiters().getters.wait(attempt, Empty, seconds)
+
+
+async def put(buffer: Any, item: Any, timeout: float | None = None) -> Any:
+    """``await buffer.async_put(item, timeout)``: put() without blocking the loop;
+    returns what put() returns. Only the "block" policy ever waits."""
+    seconds = _seconds(timeout)
+    try:
+        return buffer.put_nowait(item)
+    except Full:
+        if seconds == 0.0:
+            raise
+    return await buffer._aio_waiters().putters.wait(partial(buffer.put_nowait, item), Full, seconds)
+
+
+class AsyncIterator:
+    """``async for item in buffer``: async_get() until the buffer is shut down
+    and drained, then StopAsyncIteration (never ShutDown)."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self, buffer: Any) -> None:
+        self._buffer = buffer
+
+    def __aiter__(self) -> AsyncIterator:
+        return self
+
+    async def __anext__(self) -> Any:
+        buffer = self._buffer
+        try:
+            try:
+                return buffer.get_nowait()
+            except Empty:
+                pass
+            return await buffer._aio_waiters().getters.wait(buffer.get_nowait, Empty, None)
+        except ShutDown:
+            raise StopAsyncIteration from None
