@@ -231,7 +231,7 @@ def _twin_refused_reentry(q, exc) -> bool:
         return False
     mutex = getattr(q, "_mutex", None)
     is_owned = getattr(mutex, "_is_owned", None)
-    return is_owned is not None and is_owned() and getattr(q, "_busy", False) is True
+    return is_owned is not None and is_owned()
 
 
 FAULTS = ("raise", "stats", "repr", "put", "get", "clear")

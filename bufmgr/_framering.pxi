@@ -69,6 +69,21 @@ cdef inline void _fr_lock(bm_pool *p) noexcept:
             bm_pool_unlock(p)
 
 
+cdef inline bint _fr_lock_frame(FrameRing ring) noexcept:
+    """Lock ``ring`` for a Frame's bookkeeping (release, dealloc, a view's
+    release): the paths Python reaches implicitly, by dropping a reference.
+    Returns False when nothing was locked because this thread holds the
+    mutex already: it is the forking thread, between the before-fork and the
+    after-fork handler (fork safety, _ring.pyx), and another before-fork
+    handler dropped a frame. Unlock only if True."""
+    if bm_pool_trylock(&ring.pool):
+        return True
+    if bm_fork_locks_held and ring.fork_locked:  # both this thread's own state
+        return False
+    _fr_lock(&ring.pool)
+    return True
+
+
 cdef inline void _fr_copy(void *dst, const void *src, size_t n) noexcept:
     if n >= _FR_NOGIL_COPY_MIN:
         with nogil:
@@ -179,43 +194,43 @@ cdef class Frame:
         return 0
 
     cdef void _unpin(self) noexcept:
-        cdef bm_pool *p = &self.ring.pool
+        cdef bint locked = _fr_lock_frame(self.ring)
         cdef bint freed
-        _fr_lock(p)
         self.exports -= 1
         freed = self._free_locked()
-        bm_pool_unlock(p)
+        if locked:
+            bm_pool_unlock(&self.ring.pool)
         if freed:
             _fr_aio_room(self.ring, 1)
 
     def release(self):
         """Give the slot back (idempotent). Exported views keep the bytes
         valid until they are released; then the slot is reused."""
-        cdef bm_pool *p
+        cdef bint locked
         cdef bint freed
         if self.ring is None:
             return
-        p = &self.ring.pool
-        _fr_lock(p)
+        locked = _fr_lock_frame(self.ring)
         self._released = True
         freed = self._free_locked()
-        bm_pool_unlock(p)
+        if locked:
+            bm_pool_unlock(&self.ring.pool)
         if freed:
             _fr_aio_room(self.ring, 1)
 
     def __dealloc__(self):
         # No export can be left (each holds a reference to us); self.ring is
         # still set here (Cython clears it after __dealloc__).
-        cdef bm_pool *p
+        cdef bint locked
         cdef bint freed
         if self.ring is None or self.freed:
             return
-        p = &self.ring.pool
-        _fr_lock(p)
+        locked = _fr_lock_frame(self.ring)
         self._released = True
         self.pinned = False  # whatever used the raw address held a reference to us
         freed = self._free_locked()
-        bm_pool_unlock(p)
+        if locked:
+            bm_pool_unlock(&self.ring.pool)
         if freed:
             _fr_aio_room(self.ring, 1)
 
@@ -317,6 +332,9 @@ cdef class FrameRing:
     cdef object _aio
     cdef int aio_getters
     cdef int aio_putters
+    # True while the forking thread holds this ring's mutex for fork(): only
+    # that thread writes or reads it (after checking bm_fork_locks_held).
+    cdef bint fork_locked
     cdef object __weakref__
 
     def __cinit__(self, slots, frame_bytes, overflow="drop_oldest"):
@@ -623,11 +641,12 @@ cdef class FrameRing:
         raise _errors.pickle_error("FrameRing")
 
 
-# -- fork safety (as for FrameQueue above) --------------------------------------
-# Before fork every live ring's mutex is taken (why the forking thread cannot
-# deadlock: see FrameQueue's fork comment); the parent releases them, the child
-# re-creates them and frees the slots of threads that do not exist there
+# -- fork safety (as for FrameQueue: see its comment in _ring.pyx) ----------------
+# Before fork every live ring's mutex is taken; the parent releases them, the
+# child re-creates them and frees the slots of threads that do not exist there
 # (a put or get_into caught mid-copy). Frames got before the fork stay valid.
+# The handlers are registered together with FrameQueue's, at the end of
+# _ring.pyx; references are dropped only once every mutex is usable.
 _fr_live_rings = weakref.WeakSet()
 _fr_locked_for_fork = []
 
@@ -635,21 +654,32 @@ _fr_locked_for_fork = []
 def _fr_before_fork():
     for r in _snapshot(_fr_live_rings):
         _fr_lock(&(<FrameRing>r).pool)
+        (<FrameRing>r).fork_locked = True  # written and read by this thread only
         _fr_locked_for_fork.append(r)
 
 
-def _fr_after_fork_parent():
-    while _fr_locked_for_fork:
-        r = _fr_locked_for_fork.pop()
-        bm_pool_unlock(&(<FrameRing>r).pool)
+cdef list _fr_after_fork_parent():
+    cdef list held = _fr_locked_for_fork[:]
+    cdef Py_ssize_t i
+    for i in range(len(held)):
+        (<FrameRing>held[i]).fork_locked = False
+        bm_pool_unlock(&(<FrameRing>held[i]).pool)
+    del _fr_locked_for_fork[:]
+    return held
 
 
-def _fr_after_fork_child():
-    _fr_locked_for_fork.clear()
+cdef void _fr_after_fork_child_locked() noexcept:
+    cdef list locked = _fr_locked_for_fork
+    cdef Py_ssize_t i
+    for i in range(len(locked)):
+        (<FrameRing>locked[i]).fork_locked = False
+        bm_pool_reinit_after_fork(&(<FrameRing>locked[i]).pool)
+
+
+cdef list _fr_after_fork_child():
+    held = _fr_locked_for_fork[:]
+    del _fr_locked_for_fork[:]
     for r in _snapshot(_fr_live_rings):
-        bm_pool_reinit_after_fork(&(<FrameRing>r).pool)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_fr_before_fork, after_in_parent=_fr_after_fork_parent,
-                        after_in_child=_fr_after_fork_child)
+        if r not in held:
+            bm_pool_reinit_after_fork(&(<FrameRing>r).pool)
+    return held

@@ -119,7 +119,8 @@ def not_writable(obj: object = None) -> TypeError:
 def check_buffer(buffer: object, writable: bool = False) -> memoryview:
     """Return a memoryview of ``buffer`` after the FrameRing checks, in order:
     buffer protocol (TypeError), writable if asked (TypeError), C-contiguous
-    (ValueError). The caller owns (and should release) the view."""
+    (ValueError; an empty view always is). The caller owns (and should
+    release) the view."""
     try:
         view = memoryview(buffer)
     except TypeError:
@@ -128,7 +129,14 @@ def check_buffer(buffer: object, writable: bool = False) -> memoryview:
         view.release()
         raise not_writable(buffer)
     if not view.c_contiguous:
+        nbytes = view.nbytes
         view.release()
+        if nbytes == 0:
+            # An empty view is C-contiguous whatever its strides say (numpy's
+            # flags and PyBuffer_IsContiguous, which the compiled class uses,
+            # agree; memoryview.c_contiguous does not): accept it, as a
+            # zero-length frame / a buffer with room for one.
+            return memoryview(bytearray()) if writable else memoryview(b"")
         raise not_contiguous()
     return view
 

@@ -30,17 +30,30 @@ Locking (the FrameQueue twin's rules, adapted):
 * No user code runs under the lock, and no object is released under it.
   One exception cannot be ruled out in Python: the garbage collector may run
   a ``Frame.__del__`` (which frees a slot) at almost any point, including in
-  a thread that holds this ring's lock. The lock is therefore an ``RLock``
-  plus a ``_busy`` flag: a slot freed from such a re-entrant finalizer is
-  parked in ``_pending`` and moved to the free list when the outer critical
-  section ends, instead of deadlocking (plain Lock) or corrupting the state.
-  Any other re-entrant use of the ring raises RuntimeError.
+  a thread that holds this ring's lock. The lock is therefore an ``RLock``:
+  a slot freed from such a re-entrant finalizer (this thread owns the lock,
+  ``RLock._is_owned()``) is parked in ``_pending`` and moved to the free
+  list by the next critical section, instead of deadlocking (plain Lock) or
+  corrupting the state. Any other re-entrant use raises RuntimeError.
+* Asynchronous exceptions (KeyboardInterrupt from a signal handler, issue
+  11.3) can be raised at any eval-breaker check: after a call returns, at
+  the start of a Python function, on a backward jump. So every critical
+  section is ``with self._mutex:`` (the RLock's C-level __enter__/__exit__
+  leave no such check between taking the lock and the block that releases
+  it), and every slot transition is a run of stores with no call in between
+  (or with its one call last), so an interrupt sees each slot either before
+  or after a transition, never half-way. A slot a call owns (writing, or
+  held by get_into) is recorded in that call's ``box`` the moment it is
+  taken; if the call is interrupted before handing it on, it parks the slot
+  in ``_pending`` (no lock needed) and the next critical section frees it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import threading
+import weakref
+from threading import get_ident as _get_ident
 from collections import deque
 from time import monotonic as _monotonic
 from time import monotonic_ns as _monotonic_ns
@@ -108,7 +121,7 @@ class Frame:
 
     __slots__ = (
         "_ring", "_slot", "_seq", "_timestamp_ns", "_nbytes",
-        "_released", "_exports", "_pinned",
+        "_released", "_exports", "_pinned", "_token",
     )  # no __weakref__: like the compiled Frame
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Frame:
@@ -123,6 +136,7 @@ class Frame:
         self._released = False
         self._exports = 0
         self._pinned = False
+        self._token = None
         return self
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -200,15 +214,18 @@ class Frame:
         self.release()
 
     def __del__(self) -> None:
-        ring = getattr(self, "_ring", None)
-        if ring is None or self._slot < 0:  # unbound, or the slot is back already
-            return
-        try:
+        try:  # first: an interrupt may be raised at any call below
+            ring = self._ring
+            if ring is None or self._slot < 0:  # unbound, or the slot is back already
+                return
             ring._release_frame(self, dying=True)
         except BaseException:  # e.g. KeyboardInterrupt while taking the lock
-            if self._slot >= 0:  # nobody else can reach a dying frame
-                ring._pending.append(self._slot)
+            ring = getattr(self, "_ring", None)  # unset if __new__ itself was interrupted
+            slot = getattr(self, "_slot", -1)
+            if ring is not None and slot >= 0:  # nobody else can reach a dying frame
+                ring._holders[slot] = None  # parked: never reclaimed as well
                 self._slot = -1
+                ring._pending.append(slot)  # still held: the next critical section frees it
             self._ring = None
 
     def __repr__(self) -> str:
@@ -218,9 +235,20 @@ class Frame:
         raise _common.frame_pickle_error()
 
 
+class _Token:
+    """Held by a Frame alone; the ring keeps a weak reference to it per held
+    slot. It dies with the frame without running Python code, so a slot
+    whose frame's ``__del__`` was cut short (an interrupt raised on entry,
+    before its try block) is still found and reclaimed (_reclaim_lost)."""
+
+    __slots__ = ("__weakref__",)
+
+
 def _new_frame() -> Frame:
     """An unbound Frame (allocated before the lock is taken)."""
-    return Frame.__new__(Frame)
+    frame = Frame.__new__(Frame)
+    frame._token = _Token()
+    return frame
 
 
 class FrameRing:
@@ -238,11 +266,11 @@ class FrameRing:
 
     __slots__ = (
         "_slots", "_frame_bytes", "_overflow", "_policy", "_buf", "_views",
-        "_address", "_state", "_nbytes", "_seqs", "_stamps", "_free", "_queued",
-        "_pending", "_mutex", "_busy", "_not_empty", "_not_full", "_shutdown",
+        "_address", "_state", "_holders", "_nbytes", "_seqs", "_stamps", "_free", "_queued",
+        "_pending", "_mutex", "_not_empty", "_not_full", "_shutdown",
         "_getters_waiting", "_putters_waiting", "_next_seq", "_held",
         "_puts", "_gets", "_dropped", "_cleared", "_underruns", "_high_water",
-        "_aio", "_aio_getters", "_aio_putters", "_aio_room", "__weakref__",
+        "_waiting", "_aio", "_aio_getters", "_aio_putters", "_aio_room", "__weakref__",
     )
 
     def __init__(self, slots: int, frame_bytes: int, overflow: str = "drop_oldest") -> None:
@@ -263,14 +291,15 @@ class FrameRing:
         ]
         self._address = ctypes.addressof(ctypes.c_char.from_buffer(self._buf))
         self._state = [_FREE] * slots
+        self._holders: list[Any] = [None] * slots  # weakref to the holding frame's _Token
         self._nbytes = [0] * slots
         self._seqs = [0] * slots
         self._stamps = [0] * slots
         self._free = list(range(slots - 1, -1, -1))  # a stack: pop() gives slot 0 first
         self._queued: deque[int] = deque()
-        self._pending: list[int] = []  # slots freed by re-entrant finalizers
+        self._pending: list[int] = []  # slots freed by re-entrant finalizers / interrupted calls
         self._mutex = threading.RLock()
-        self._busy = False
+        self._waiting: list[int] = []  # threads in _wait_slice (see _refuse_reentry)
         self._not_empty = threading.Condition(self._mutex)
         self._not_full = threading.Condition(self._mutex)
         self._shutdown = _RUNNING
@@ -281,37 +310,60 @@ class FrameRing:
         self._underruns = self._high_water = 0
         # asyncio (bufmgr/_aio.py): the registries (made on first use), whether
         # a coroutine waits for a frame / for a free slot, and the slots freed
-        # in the current critical section for those (notified after unlocking).
+        # for those since the last wake-up (notified after unlocking:
+        # _aio_wake_room).
         self._aio = None
         self._aio_getters = self._aio_putters = False
         self._aio_room = 0
 
     # ---- locking -------------------------------------------------------------------
 
-    def _lock(self) -> None:
-        self._mutex.acquire()
-        if self._busy:
-            self._mutex.release()
+    def _refuse_reentry(self) -> None:
+        """Before ``with self._mutex:``: RuntimeError if this thread is inside
+        one of this ring's critical sections (a finalizer run there called
+        back in). Only this thread changes whether it owns the lock."""
+        if self._mutex._is_owned() and _get_ident() not in self._waiting:
             raise RuntimeError(_REENTRANT)
-        self._busy = True
-        if self._pending:
-            self._flush_pending()
-
-    def _unlock(self) -> None:
-        if self._pending:
-            self._flush_pending()
-        self._busy = False
-        room = self._aio_room
-        if room:
-            self._aio_room = 0
-        self._mutex.release()
-        if room:  # coroutines wait for a free slot: wake them, lock released
-            self._aio.putters.notify(room)
 
     def _flush_pending(self) -> None:
-        pending = self._pending
+        """Lock held: free the slots parked in ``_pending`` (each one is held
+        by a finalized frame, or held/writing by an interrupted call)."""
+        pending, state, free = self._pending, self._state, self._free
         while pending:
-            self._free_held(pending.pop())
+            slot = pending[-1]
+            if state[slot] == _HELD:
+                self._held -= 1
+            state[slot] = _FREE
+            del pending[-1]
+            free.append(slot)  # the transition's one call, last
+            if self._putters_waiting:
+                self._not_full.notify()
+            if self._aio_putters:
+                self._aio_room += 1
+
+    def _reclaim_lost(self) -> None:
+        """Lock held, pending flushed: free every held slot whose frame is
+        gone without giving it back (see _Token). O(slots): called only when
+        no slot is free, and by stats()/full()."""
+        state, holders, free = self._state, self._holders, self._free
+        for slot in range(self._slots):
+            ref = holders[slot]
+            if ref is not None and state[slot] == _HELD and ref() is None:
+                state[slot] = _FREE
+                self._held -= 1
+                holders[slot] = None
+                free.append(slot)
+                if self._aio_putters:
+                    self._aio_room += 1
+
+    def _aio_wake_room(self) -> None:
+        """Lock NOT held: wake as many coroutines waiting for a free slot as
+        slots were freed for them (called when ``_aio_room`` is set)."""
+        with self._mutex:
+            room = self._aio_room
+            self._aio_room = 0
+        if room:
+            self._aio.putters.notify(room)
 
     def _wait_slice(self, cond: threading.Condition, deadline: float | None) -> bool:
         """Sleep at most WAIT_SLICE_S on ``cond``; False if the deadline already passed."""
@@ -323,44 +375,44 @@ class FrameRing:
                 return False
             if seconds > WAIT_SLICE_S:
                 seconds = WAIT_SLICE_S
-        self._busy = False  # others may enter while we sleep
+        mutex = self._mutex
+        waiting = self._waiting
+        me = _get_ident()
         try:
-            cond.wait(seconds)
+            # While this thread waits the state is consistent: a finalizer it
+            # runs in Condition.wait may use the object (see _refuse_reentry).
+            waiting.append(me)
+            cond.wait(seconds)  # the state is consistent: others may enter
         finally:
-            self._busy = True
-            if self._pending:
-                self._flush_pending()
+            # threading.Condition.wait has one window between releasing the
+            # lock and its own try block: an interrupt there leaves the lock
+            # released. Take it back first, so the with block ends as it
+            # began. (Only a second interrupt within the next few bytecodes,
+            # before the acquire, still escapes: the with block's exit then
+            # raises RuntimeError("cannot release un-acquired lock") with the
+            # lock free and the state consistent.)
+            if not mutex._is_owned():
+                mutex.acquire()
+            if me in waiting:
+                waiting.remove(me)
+        if self._pending:
+            self._flush_pending()
         return True
 
     # ---- slot transitions (lock held) -----------------------------------------------
 
-    def _free_held(self, slot: int) -> None:
-        """held -> free."""
-        self._state[slot] = _FREE
-        self._held -= 1
-        self._free.append(slot)
-        if self._putters_waiting:
-            self._not_full.notify()
-        if self._aio_putters:
-            self._aio_room += 1
-
-    def _abort_write(self, slot: int) -> None:
-        """writing -> free (copy failed or the ring was shut down meanwhile)."""
-        self._state[slot] = _FREE
-        self._free.append(slot)
-        if self._putters_waiting:
-            self._not_full.notify()
-        if self._aio_putters:
-            self._aio_room += 1
-
     def _drop_queued(self) -> int:
-        """queued -> free for every queued frame; return how many."""
+        """queued -> free for every queued frame, each counted as cleared
+        as it goes; return how many."""
         queued = self._queued
-        n = len(queued)
         state, free = self._state, self._free
+        n = 0
         while queued:
-            slot = queued.popleft()
+            slot = queued[0]
+            del queued[0]
             state[slot] = _FREE
+            self._cleared += 1
+            n += 1
             free.append(slot)
         if n and self._putters_waiting:
             self._not_full.notify(n)
@@ -368,49 +420,58 @@ class FrameRing:
             self._aio_room += n
         return n
 
-    def _reserve(self, block: bool, deadline: float | None) -> int:
-        """Take a slot for writing; -1 if the drop policy refused the frame."""
+    def _reserve(self, block: bool, deadline: float | None, box: list[int]) -> None:
+        """Take a slot for writing into ``box[0]``; leave it -1 if the drop
+        policy refused the frame. Each path's stores run without a call in
+        between (module docstring)."""
         if self._shutdown:
             raise ShutDown
         free = self._free
-        if free:
-            slot = free.pop()
-        else:
+        if not free and self._held:
+            self._reclaim_lost()
+        if not free:
             policy = self._policy
+            queued = self._queued
             if policy == _DROP_OLDEST:
-                if not self._queued:  # every slot is held or being written
+                if not queued:  # every slot is held or being written
                     self._puts += 1
                     self._dropped += 1
                     self._underruns += 1
-                    return -1
-                slot = self._queued.popleft()  # evict the oldest queued frame
+                    return
+                slot = queued[0]  # evict the oldest queued frame
+                box[0] = slot
+                self._state[slot] = _WRITING
                 self._dropped += 1
-            elif policy == _DROP_NEWEST:
+                del queued[0]
+                return
+            if policy == _DROP_NEWEST:
                 self._puts += 1
                 self._dropped += 1
-                if not self._queued:
+                if not queued:
                     self._underruns += 1
-                return -1
-            else:
-                if not block:
+                return
+            if not block:
+                raise Full
+            if not queued:
+                self._underruns += 1
+            while True:
+                self._putters_waiting += 1
+                try:
+                    ok = self._wait_slice(self._not_full, deadline)
+                finally:
+                    self._putters_waiting -= 1
+                if self._shutdown:
+                    raise ShutDown
+                if not free and self._held:
+                    self._reclaim_lost()
+                if free:
+                    break
+                if not ok:
                     raise Full
-                if not self._queued:
-                    self._underruns += 1
-                while True:
-                    self._putters_waiting += 1
-                    try:
-                        ok = self._wait_slice(self._not_full, deadline)
-                    finally:
-                        self._putters_waiting -= 1
-                    if self._shutdown:
-                        raise ShutDown
-                    if free:
-                        break
-                    if not ok:
-                        raise Full
-                slot = free.pop()
+        slot = free[-1]
+        box[0] = slot
         self._state[slot] = _WRITING
-        return slot
+        del free[-1]
 
     def _await_queued(self, block: bool, deadline: float | None) -> None:
         """Return once a frame is queued; raise ShutDown (drained) or Empty."""
@@ -429,28 +490,20 @@ class FrameRing:
 
     # ---- Frame support (called by Frame, lock NOT held) -------------------------------
 
-    def _enter_frame_op(self) -> bool:
-        """Lock for a Frame call, which may be a finalizer run inside one of
-        this thread's critical sections: return True in that case (slots it
-        frees are then parked in ``_pending``). Pair with _exit_frame_op."""
-        self._mutex.acquire()
-        reentrant = self._busy
-        self._busy = True
-        return reentrant
-
-    def _exit_frame_op(self, reentrant: bool) -> None:
-        if reentrant:  # the outer critical section unlocks (and notifies) later
-            self._mutex.release()
-            return
-        self._unlock()
+    # Each is ``with self._mutex:``; ``reentrant`` (this thread owned the lock
+    # already: a finalizer run inside one of its critical sections) is read
+    # first, and then slots it frees are parked in ``_pending``.
 
     def _open_view(self, frame: Frame) -> memoryview:
         """One more buffer exported from ``frame``: a read-only view of its
         bytes, made under the lock (any thread holding the Frame may call
         this; the slot's view is only sliced under the lock or by its owner).
         Pair with _close_view."""
-        reentrant = self._enter_frame_op()
-        try:
+        mutex = self._mutex
+        reentrant = mutex._is_owned()
+        with mutex:
+            if not reentrant and self._pending:
+                self._flush_pending()
             slot = frame._slot
             if frame._released or slot < 0:
                 raise _common.frame_released()
@@ -461,52 +514,59 @@ class FrameRing:
                 part.release()
             frame._exports += 1
             return view
-        finally:
-            self._exit_frame_op(reentrant)
 
     def _close_view(self, frame: Frame, view: memoryview) -> None:
         """Release a view made by _open_view (under the lock), one export fewer."""
-        reentrant = self._enter_frame_op()
-        try:
+        mutex = self._mutex
+        reentrant = mutex._is_owned()
+        with mutex:
             try:
                 view.release()
             finally:
                 frame._exports -= 1
                 self._maybe_free(frame, reentrant)
-        finally:
-            self._exit_frame_op(reentrant)
+        if self._aio_room and not reentrant:
+            self._aio_wake_room()
 
     def _pin(self, frame: Frame) -> None:
         """__array_interface__ handed out a raw address: keep the slot until GC."""
-        mutex = self._mutex
-        mutex.acquire()
-        try:
+        with self._mutex:
             if frame._released or frame._slot < 0:
                 raise _common.frame_released()
             frame._pinned = True
-        finally:
-            mutex.release()
 
     def _release_frame(self, frame: Frame, dying: bool = False) -> None:
-        reentrant = self._enter_frame_op()
-        try:
+        mutex = self._mutex
+        reentrant = mutex._is_owned()
+        with mutex:
             frame._released = True
             if dying:  # nothing can reference a dying frame: no export, no array
                 frame._exports = 0
                 frame._pinned = False
             self._maybe_free(frame, reentrant)
-        finally:
-            self._exit_frame_op(reentrant)
+        if self._aio_room and not reentrant:
+            self._aio_wake_room()
 
     def _maybe_free(self, frame: Frame, reentrant: bool) -> None:
         slot = frame._slot
         if slot < 0 or not frame._released or frame._exports > 0 or frame._pinned:
             return
-        frame._slot = -1
         if reentrant:  # an outer critical section of this thread is paused mid-way
+            self._holders[slot] = None  # parked: never reclaimed as well
+            frame._slot = -1
             self._pending.append(slot)
-        else:
-            self._free_held(slot)
+            return
+        # _free_held inlined: no call between the stores (module docstring)
+        self._state[slot] = _FREE
+        self._held -= 1
+        frame._slot = -1
+        self._free.append(slot)
+        if self._putters_waiting:
+            self._not_full.notify()
+        if self._aio_putters:
+            self._aio_room += 1
+        if self._pending:
+            self._flush_pending()
 
     # ---- producers ---------------------------------------------------------------------
 
@@ -515,59 +575,56 @@ class FrameRing:
         into a slot; return its sequence number, or None if the policy refused it."""
         block = bool(block)
         src = _byte_view(buffer, False)
+        box = [-1]  # the slot this call owns (writing) until it is queued
         try:
             nbytes = src.nbytes
             if nbytes > self._frame_bytes:
                 raise _common.frame_too_large(nbytes, self._frame_bytes)
             deadline = _deadline(block, timeout)
-            self._lock()
-            try:
-                slot = self._reserve(block, deadline)
-            finally:
-                self._unlock()
+            self._refuse_reentry()
+            with self._mutex:
+                if self._pending:
+                    self._flush_pending()
+                self._reserve(block, deadline, box)
+            slot = box[0]
             if slot < 0:
                 return None
-            owned = True  # the slot is ours (writing) until committed or aborted
-            try:
-                if nbytes:
-                    # lock not held: we own the slot (slice assignment makes no view)
-                    self._views[slot][:nbytes] = src
-                self._lock()
-                try:
-                    if self._shutdown:
-                        raise ShutDown
-                    seq = self._next_seq
-                    self._next_seq = seq + 1
-                    self._seqs[slot] = seq
-                    self._nbytes[slot] = nbytes
-                    self._stamps[slot] = _monotonic_ns()
-                    self._state[slot] = _QUEUED
-                    queued = self._queued
-                    queued.append(slot)
-                    owned = False
-                    self._puts += 1
-                    if len(queued) > self._high_water:
-                        self._high_water = len(queued)
-                    if self._getters_waiting:
-                        self._not_empty.notify()
-                finally:
-                    if owned:
-                        owned = False
-                        self._abort_write(slot)
-                    self._unlock()
-                if self._aio_getters:  # a coroutine waits for a frame: lock released
-                    self._aio.getters.notify(1)
-            except BaseException:
-                if owned:  # interrupted before the commit section was entered
-                    self._lock()
-                    try:
-                        self._abort_write(slot)
-                    finally:
-                        self._unlock()
-                raise
+            if nbytes:
+                # lock not held: we own the slot (slice assignment makes no view)
+                self._views[slot][:nbytes] = src
+            stamp = _monotonic_ns()
+            with self._mutex:
+                if self._shutdown:
+                    raise ShutDown  # the slot is freed below
+                queued = self._queued
+                size = len(queued) + 1
+                seq = self._next_seq
+                # the commit: stores only, then the one call (append) last
+                self._next_seq = seq + 1
+                self._seqs[slot] = seq
+                self._nbytes[slot] = nbytes
+                self._stamps[slot] = stamp
+                self._state[slot] = _QUEUED
+                box[0] = -1
+                self._puts += 1
+                if size > self._high_water:
+                    self._high_water = size
+                queued.append(slot)
+                if self._getters_waiting:
+                    self._not_empty.notify()
+            if self._aio_getters:  # a coroutine waits for a frame: lock released
+                self._aio.getters.notify(1)
             return seq
+        except BaseException:
+            slot = box[0]
+            if slot >= 0:  # reserved, never queued: park it for the next critical section
+                box[0] = -1
+                self._pending.append(slot)
+            raise
         finally:
             src.release()
+            if self._aio_room:
+                self._aio_wake_room()
 
     def put_nowait(self, buffer: Any) -> int | None:
         """Equivalent to ``put(buffer, False)``."""
@@ -580,20 +637,29 @@ class FrameRing:
         block = bool(block)
         deadline = _deadline(block, timeout)
         frame = _new_frame()  # allocated outside the lock; bound under it
-        self._lock()
+        holder = weakref.ref(frame._token)  # (a call: not inside the transition)
+        self._refuse_reentry()
         try:
-            self._await_queued(block, deadline)
-            slot = self._queued.popleft()
-            self._state[slot] = _HELD
-            self._held += 1
-            self._gets += 1
-            frame._seq = self._seqs[slot]
-            frame._timestamp_ns = self._stamps[slot]
-            frame._nbytes = self._nbytes[slot]
-            frame._slot = slot
-            frame._ring = self  # from here on, frame.__del__ frees the slot
+            with self._mutex:
+                if self._pending:
+                    self._flush_pending()
+                self._await_queued(block, deadline)
+                queued = self._queued
+                slot = queued[0]
+                # stores only (module docstring): once bound, frame.__del__ frees the slot
+                self._state[slot] = _HELD
+                self._held += 1
+                self._gets += 1
+                frame._seq = self._seqs[slot]
+                frame._timestamp_ns = self._stamps[slot]
+                frame._nbytes = self._nbytes[slot]
+                self._holders[slot] = holder
+                frame._slot = slot
+                frame._ring = self
+                del queued[0]
         finally:
-            self._unlock()
+            if self._aio_room:
+                self._aio_wake_room()
         return frame
 
     def get_nowait(self) -> Frame:
@@ -609,43 +675,58 @@ class FrameRing:
         """
         block = bool(block)
         dst = _byte_view(buffer, True)
+        box = [-1]  # the slot this call holds until it is freed
         try:
             size = dst.nbytes
             deadline = _deadline(block, timeout)
-            self._lock()
-            try:
+            self._refuse_reentry()
+            with self._mutex:
+                if self._pending:
+                    self._flush_pending()
                 self._await_queued(block, deadline)
-                slot = self._queued[0]
+                queued = self._queued
+                slot = queued[0]
                 nbytes = self._nbytes[slot]
                 if nbytes > size:
                     raise _common.buffer_too_small(nbytes, size)
-                self._queued.popleft()
+                seq = self._seqs[slot]
+                self._holders[slot] = None  # held by this call (box), not a frame
+                box[0] = slot
                 self._state[slot] = _HELD
                 self._held += 1
                 self._gets += 1
-                seq = self._seqs[slot]
-            finally:
-                self._unlock()
-            try:
-                if nbytes:
-                    view = self._views[slot]  # lock not held: the slot is ours
-                    if nbytes == len(view):
-                        dst[:nbytes] = view
-                    else:
-                        part = view[:nbytes]
-                        try:
-                            dst[:nbytes] = part
-                        finally:
-                            part.release()
-            finally:
-                self._lock()
-                try:
-                    self._free_held(slot)
-                finally:
-                    self._unlock()
+                del queued[0]
+            if nbytes:
+                view = self._views[slot]  # lock not held: the slot is ours
+                if nbytes == len(view):
+                    dst[:nbytes] = view
+                else:
+                    part = view[:nbytes]
+                    try:
+                        dst[:nbytes] = part
+                    finally:
+                        part.release()
+            with self._mutex:
+                # _free_held inlined: no call before the stores (module docstring)
+                self._state[slot] = _FREE
+                self._held -= 1
+                box[0] = -1
+                self._free.append(slot)
+                if self._putters_waiting:
+                    self._not_full.notify()
+                if self._aio_putters:
+                    self._aio_room += 1
             return nbytes, seq
+        except BaseException:
+            slot = box[0]
+            if slot >= 0:  # taken, never freed: park it for the next critical section
+                box[0] = -1
+                self._pending.append(slot)
+            raise
         finally:
             dst.release()
+            if self._aio_room:
+                self._aio_wake_room()
 
     # ---- state ---------------------------------------------------------------------------
 
@@ -661,39 +742,46 @@ class FrameRing:
 
     def full(self) -> bool:
         """Return True if no slot is free."""
-        self._lock()
-        try:
-            return not self._free
-        finally:
-            self._unlock()
+        self._refuse_reentry()
+        with self._mutex:
+            if self._pending:
+                self._flush_pending()
+            if not self._free and self._held:
+                self._reclaim_lost()
+            full = not self._free
+        if self._aio_room:
+            self._aio_wake_room()
+        return full
 
     def clear(self) -> int:
         """Drop every queued frame (counted as cleared); return how many.
         Held frames stay valid."""
-        self._lock()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
+            if self._pending:
+                self._flush_pending()
             n = self._drop_queued()
-            self._cleared += n
-            return n
-        finally:
-            self._unlock()
+        if self._aio_room:
+            self._aio_wake_room()
+        return n
 
     def shutdown(self, immediate: bool = False) -> None:
         """Shut down: puts raise ShutDown, gets drain then raise ShutDown.
         ``immediate`` also drops the queued frames (counted as cleared);
         held frames stay valid until released."""
         immediate = bool(immediate)
-        self._lock()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
+            if self._pending:
+                self._flush_pending()
             mode = _SHUT_IMMEDIATE if immediate else _SHUT_GRACEFUL
             if self._shutdown < mode:
                 self._shutdown = mode
             if immediate:
-                self._cleared += self._drop_queued()
+                self._drop_queued()
             self._not_empty.notify_all()
             self._not_full.notify_all()
-        finally:
-            self._unlock()
+            self._aio_room = 0  # every coroutine is woken below
         if self._aio_getters:  # wake every coroutine in every loop
             self._aio.getters.notify_all()
         if self._aio_putters:
@@ -701,9 +789,13 @@ class FrameRing:
 
     def stats(self) -> dict[str, int]:
         """Return a consistent snapshot of the counters (see STATS_KEYS)."""
-        self._lock()
-        try:
-            return {
+        self._refuse_reentry()
+        with self._mutex:
+            if self._pending:
+                self._flush_pending()
+            if self._held:
+                self._reclaim_lost()
+            snapshot = {
                 "puts": self._puts,
                 "gets": self._gets,
                 "dropped": self._dropped,
@@ -716,8 +808,9 @@ class FrameRing:
                 "slots": self._slots,
                 "frame_bytes": self._frame_bytes,
             }
-        finally:
-            self._unlock()
+        if self._aio_room:
+            self._aio_wake_room()
+        return snapshot
 
     @property
     def slots(self) -> int:
@@ -774,11 +867,11 @@ class FrameRing:
             self._aio_putters = active
 
     def __repr__(self) -> str:
-        self._lock()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
+            if self._pending:
+                self._flush_pending()
             size, held, dropped, shut = len(self._queued), self._held, self._dropped, self._shutdown
-        finally:
-            self._unlock()
         return _common.ring_repr(
             self._slots, self._frame_bytes, self._overflow, size, held, dropped, bool(shut)
         )

@@ -15,21 +15,31 @@ free-threaded builds, an object whose last reference another thread dropped
 (deallocated later in the thread that created it). Such a finalizer that
 calls back into the same queue cannot proceed -- the critical section it
 interrupted is half-way through an update -- and with a plain Lock it would
-deadlock. The lock is therefore an ``RLock`` plus a ``_busy`` flag (set for
-the duration of each critical section, cleared while waiting on a
-Condition, when the state is consistent): a public method entered while
-this thread's critical section is busy raises RuntimeError at once instead
-of hanging. A re-entrant call while this thread only waits on a Condition
-proceeds normally. The compiled class never runs Python code while its
-mutex is held and is not affected.
+deadlock. The lock is therefore an ``RLock``: a public method entered while
+this thread owns it (``RLock._is_owned()``: it is inside one of its critical
+sections) raises RuntimeError at once instead of hanging. A re-entrant call
+while this thread only waits on a Condition (which releases the lock, the
+state being consistent) proceeds normally. The compiled class never runs
+Python code while its mutex is held and is not affected.
+
+Asynchronous exceptions (KeyboardInterrupt from a signal handler, issue 11.3)
+can be raised at any eval-breaker check: after a call returns, at the start
+of a Python function, on a backward jump. So every critical section is
+``with self._mutex:`` -- the RLock's C-level __enter__ runs without such a
+check before the with block protects it, and __exit__ releases it before
+the next check -- and no flag has to be set or cleared around it: an
+interrupt can land anywhere and still leave the lock free and the queue usable.
 """
 
 from __future__ import annotations
 
+import operator
 import os
 import threading
+from threading import get_ident as _get_ident
 import weakref
 from collections import deque
+from types import GenericAlias
 from time import monotonic as _monotonic
 from typing import Any, Iterable
 
@@ -40,12 +50,14 @@ from ._errors import (
     Empty,
     Full,
     ShutDown,
+    check_bounded_policy,
     check_max_items,
     check_maxsize,
     check_overflow,
     check_timeout,
     pickle_error,
 )
+from ._pycompat import compat_of
 
 __all__ = ["FrameQueue"]
 
@@ -69,7 +81,8 @@ class FrameQueue:
 
     ``maxsize <= 0`` means unbounded. ``overflow`` is ``"block"`` (put waits
     for room), ``"drop_oldest"`` (put evicts and returns the oldest item) or
-    ``"drop_newest"`` (put refuses and returns the new item).
+    ``"drop_newest"`` (put refuses and returns the new item); a drop policy
+    needs ``maxsize > 0``. Final, like the compiled class.
     """
 
     __slots__ = (
@@ -77,18 +90,22 @@ class FrameQueue:
         "_not_full", "_all_tasks_done", "_shutdown", "_unfinished",
         "_getters_waiting", "_putters_waiting", "_joiners_waiting",
         "_puts", "_gets", "_dropped", "_cleared", "_waits", "_high_water",
-        "_busy", "_aio", "_aio_getters", "_aio_putters", "__weakref__",
+        "_maxsize_arg", "_compat",
+        "_waiting", "_aio", "_aio_getters", "_aio_putters", "__weakref__",
     )
 
     def __init__(self, maxsize: int = 0, overflow: str = "block") -> None:
         self._maxsize = check_maxsize(maxsize)
         self._overflow = check_overflow(overflow)
+        check_bounded_policy(maxsize, overflow)
+        self._maxsize_arg = int(maxsize)  # as given, like queue.Queue (-1 stays -1)
+        self._compat = None  # queue.Queue-style mutex/conditions/view (_pycompat), on first use
         self._policy = _POLICIES[overflow]
         self._queue: deque[Any] = deque()
-        # RLock + _busy: re-entry from a finalizer raises instead of deadlocking
-        # (module docstring). _busy is only read and written by the lock holder.
+        # RLock: re-entry from a finalizer raises instead of deadlocking
+        # (module docstring, _refuse_reentry).
         self._mutex = threading.RLock()
-        self._busy = False
+        self._waiting: list[int] = []  # threads in _wait_slice (see _refuse_reentry)
         self._not_empty = threading.Condition(self._mutex)
         self._not_full = threading.Condition(self._mutex)
         self._all_tasks_done = threading.Condition(self._mutex)
@@ -128,18 +145,14 @@ class FrameQueue:
         if added and self._getters_waiting:
             self._not_empty.notify(added)
 
-    def _enter(self) -> None:
-        """Open a critical section: take the lock, refuse re-entry (module docstring)."""
-        self._mutex.acquire()
-        if self._busy:
-            self._mutex.release()
+    def _refuse_reentry(self) -> None:
+        """Before ``with self._mutex:``: RuntimeError if this thread is inside
+        one of this queue's critical sections (a finalizer run there called
+        back in; module docstring), unless it is only waiting in
+        _wait_slice. Only this thread changes whether it owns the lock or is
+        listed in ``_waiting``, so the check cannot race."""
+        if self._mutex._is_owned() and _get_ident() not in self._waiting:
             raise RuntimeError(_REENTRANT)
-        self._busy = True
-
-    def _leave(self) -> None:
-        """Close the critical section opened by _enter()."""
-        self._busy = False
-        self._mutex.release()
 
     def _wait_slice(self, cond: threading.Condition, deadline: float | None) -> bool:
         """Sleep at most WAIT_SLICE_S on ``cond``; False if the deadline already passed."""
@@ -151,11 +164,26 @@ class FrameQueue:
                 return False
             if seconds > WAIT_SLICE_S:
                 seconds = WAIT_SLICE_S
-        self._busy = False  # the state is consistent while we wait: others may enter
+        mutex = self._mutex
+        waiting = self._waiting
+        me = _get_ident()
         try:
-            cond.wait(seconds)
+            # While this thread waits the state is consistent: a finalizer it
+            # runs in Condition.wait may use the object (see _refuse_reentry).
+            waiting.append(me)
+            cond.wait(seconds)  # the state is consistent: others (and finalizers) may enter
         finally:
-            self._busy = True
+            # threading.Condition.wait has one window between releasing the
+            # lock and its own try block: an interrupt there leaves the lock
+            # released. Take it back first, so the with block ends as it
+            # began. (Only a second interrupt within the next few bytecodes,
+            # before the acquire, still escapes: the with block's exit then
+            # raises RuntimeError("cannot release un-acquired lock") with the
+            # lock free and the state consistent.)
+            if not mutex._is_owned():
+                mutex.acquire()
+            if me in waiting:
+                waiting.remove(me)
         return True
 
     def _await_item(self, block: bool, deadline: float | None) -> None:
@@ -205,8 +233,8 @@ class FrameQueue:
         block = bool(block)
         deadline = _deadline(block, timeout)
         evicted = None
-        self._enter()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
             if self._shutdown:
                 raise ShutDown
             maxsize = self._maxsize
@@ -225,8 +253,6 @@ class FrameQueue:
                     self._await_room(block, deadline, False)
             self._push(item)
             self._wake_getters(1)
-        finally:
-            self._leave()
         if self._aio_getters:  # a coroutine waits: wake it, lock released
             self._aio.getters.notify(1)
         return evicted
@@ -254,31 +280,33 @@ class FrameQueue:
         dropped: list[Any] = []
         added = 0
         waited = False
-        self._enter()
+        self._refuse_reentry()
         try:
-            maxsize, policy = self._maxsize, self._policy
-            for item in items:
-                if self._shutdown:
-                    raise ShutDown
-                if maxsize and len(self._queue) >= maxsize:
-                    if policy == _BLOCK:
-                        self._wake_getters(added)  # wake consumers before sleeping
-                        added = 0
-                        waited = self._await_room(block, deadline, waited)
-                    elif policy == _DROP_NEWEST:
-                        self._puts += 1
-                        self._dropped += 1
-                        dropped.append(item)
-                        continue
-                    else:
-                        dropped.append(self._queue.popleft())
-                        self._dropped += 1
-                        self._retire(1)
-                self._push(item)
-                added += 1
+            with self._mutex:
+                try:
+                    maxsize, policy = self._maxsize, self._policy
+                    for item in items:
+                        if self._shutdown:
+                            raise ShutDown
+                        if maxsize and len(self._queue) >= maxsize:
+                            if policy == _BLOCK:
+                                self._wake_getters(added)  # wake consumers before sleeping
+                                added = 0
+                                waited = self._await_room(block, deadline, waited)
+                            elif policy == _DROP_NEWEST:
+                                self._puts += 1
+                                self._dropped += 1
+                                dropped.append(item)
+                                continue
+                            else:
+                                dropped.append(self._queue.popleft())
+                                self._dropped += 1
+                                self._retire(1)
+                        self._push(item)
+                        added += 1
+                finally:
+                    self._wake_getters(added)
         finally:
-            self._wake_getters(added)
-            self._leave()
             if self._aio_getters:
                 self._aio.getters.notify(len(items))
         return dropped  # evicted items go to the caller; none released under the lock
@@ -289,14 +317,12 @@ class FrameQueue:
         """Remove and return the oldest item (Empty / ShutDown once drained)."""
         block = bool(block)
         deadline = _deadline(block, timeout)
-        self._enter()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
             self._await_item(block, deadline)
             item = self._queue.popleft()
             self._gets += 1
             self._wake_putters(1)
-        finally:
-            self._leave()
         if self._aio_putters:
             self._aio.putters.notify(1)
         return item
@@ -310,8 +336,8 @@ class FrameQueue:
         block = bool(block)
         deadline = _deadline(block, timeout)
         discarded = None
-        self._enter()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
             self._await_item(block, deadline)
             item = self._queue.pop()
             self._gets += 1
@@ -322,8 +348,6 @@ class FrameQueue:
                 self._dropped += n
                 self._retire(n)
             self._wake_putters(n + 1)
-        finally:
-            self._leave()
         del discarded  # last references to the discarded items dropped outside the lock
         if self._aio_putters:
             self._aio.putters.notify(n + 1)
@@ -336,16 +360,14 @@ class FrameQueue:
         max_items = check_max_items(max_items)
         block = bool(block)
         deadline = _deadline(block, timeout)
-        self._enter()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
             self._await_item(block, deadline)
             q = self._queue
             popleft = q.popleft
             out = [popleft() for _ in range(min(max_items, len(q)))]
             self._gets += len(out)
             self._wake_putters(len(out))
-        finally:
-            self._leave()
         if self._aio_putters:
             self._aio.putters.notify(len(out))
         return out
@@ -354,62 +376,53 @@ class FrameQueue:
 
     def qsize(self) -> int:
         """Return the number of queued items."""
+        self._refuse_reentry()
         with self._mutex:
-            if self._busy:
-                raise RuntimeError(_REENTRANT)
             return len(self._queue)
 
     __len__ = qsize
 
     def empty(self) -> bool:
         """Return True if nothing is queued."""
+        self._refuse_reentry()
         with self._mutex:
-            if self._busy:
-                raise RuntimeError(_REENTRANT)
             return not self._queue
 
     def full(self) -> bool:
         """Return True if bounded and at least ``maxsize`` items are queued."""
+        self._refuse_reentry()
         with self._mutex:
-            if self._busy:
-                raise RuntimeError(_REENTRANT)
             return bool(self._maxsize) and len(self._queue) >= self._maxsize
 
     def task_done(self) -> None:
         """Mark one got item as processed (ValueError if none is outstanding)."""
-        self._enter()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
             if self._unfinished == 0:
                 raise ValueError(TASK_DONE_TOO_MANY)
             self._retire(1)
-        finally:
-            self._leave()
 
     def join(self) -> None:
         """Block until every queued item was task_done()'d, dropped or cleared."""
-        self._enter()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
             while self._unfinished:
                 self._joiners_waiting += 1
                 try:
                     self._wait_slice(self._all_tasks_done, None)
                 finally:
                     self._joiners_waiting -= 1
-        finally:
-            self._leave()
 
     def clear(self) -> int:
         """Remove every queued item (counted as cleared); return how many."""
-        self._enter()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
             # O(1) swap; the old deque (and its items) is released after unlocking.
             old, self._queue = self._queue, deque()
             n = len(old)
             self._cleared += n
             self._retire(n)
             self._wake_putters(n)
-        finally:
-            self._leave()
         del old  # items' last references dropped outside the lock
         if n and self._aio_putters:
             self._aio.putters.notify(n)
@@ -419,8 +432,8 @@ class FrameQueue:
         """Shut down (CPython 3.13 semantics); ``immediate`` also empties the queue."""
         immediate = bool(immediate)
         old = None
-        self._enter()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
             mode = _SHUT_IMMEDIATE if immediate else _SHUT_GRACEFUL
             if self._shutdown < mode:
                 self._shutdown = mode
@@ -432,8 +445,6 @@ class FrameQueue:
             self._not_empty.notify_all()
             self._not_full.notify_all()
             self._all_tasks_done.notify_all()
-        finally:
-            self._leave()
         del old  # items' last references dropped outside the lock
         if self._aio_getters:  # wake every coroutine in every loop
             self._aio.getters.notify_all()
@@ -442,8 +453,8 @@ class FrameQueue:
 
     def stats(self) -> dict[str, int]:
         """Return a consistent snapshot of the counters."""
-        self._enter()
-        try:
+        self._refuse_reentry()
+        with self._mutex:
             return {
                 "puts": self._puts,
                 "gets": self._gets,
@@ -454,13 +465,11 @@ class FrameQueue:
                 "maxsize": self._maxsize,
                 "waits": self._waits,
             }
-        finally:
-            self._leave()
 
     @property
     def maxsize(self) -> int:
-        """The capacity given at construction (0 = unbounded)."""
-        return self._maxsize
+        """The capacity given at construction (<= 0 = unbounded), as given."""
+        return self._maxsize_arg
 
     @property
     def overflow(self) -> str:
@@ -469,8 +478,62 @@ class FrameQueue:
 
     @property
     def unfinished_tasks(self) -> int:
-        """Items put and not yet task_done()'d, dropped or cleared."""
+        """Items put and not yet task_done()'d, dropped or cleared. May be
+        lowered (``q.unfinished_tasks = 0``, the queue.Queue idiom), never raised."""
         return self._unfinished
+
+    @unfinished_tasks.setter
+    def unfinished_tasks(self, value: int) -> None:
+        n = operator.index(value)
+        if n < 0:
+            raise ValueError(f"unfinished_tasks must be >= 0, got {n}")
+        self._refuse_reentry()
+        with self._mutex:
+            ok = n <= self._unfinished
+            if ok:
+                self._retire(self._unfinished - n)
+        if not ok:
+            raise ValueError(
+                "unfinished_tasks can only be lowered (queue.Queue's "
+                f"`q.unfinished_tasks = 0` idiom), not raised to {n}"
+            )
+
+    def __bool__(self) -> bool:
+        return True  # like queue.Queue: `q or FrameQueue()` keeps an empty queue
+
+    __class_getitem__: Any = classmethod(GenericAlias)  # FrameQueue[int], like queue.Queue[int]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The compiled class is final (its hot path calls no Python hooks);
+        # the twin refuses the same, so code cannot depend on a difference.
+        raise TypeError("type 'bufmgr.FrameQueue' is not an acceptable base type (it is final)")
+
+    # queue.Queue's public internals, for code written against them; see
+    # bufmgr/_pycompat.py for what they are (and what they cannot be).
+    @property
+    def mutex(self) -> Any:
+        """A lock for queue.Queue-style code; it does not block this queue's operations."""
+        return compat_of(self).mutex
+
+    @property
+    def not_empty(self) -> Any:
+        """A Condition on ``mutex`` whose wait() returns when an item is put."""
+        return compat_of(self).not_empty
+
+    @property
+    def not_full(self) -> Any:
+        """A Condition on ``mutex`` whose wait() returns when a place is freed."""
+        return compat_of(self).not_full
+
+    @property
+    def all_tasks_done(self) -> Any:
+        """A Condition on ``mutex`` whose wait() returns when no task is unfinished."""
+        return compat_of(self).all_tasks_done
+
+    @property
+    def queue(self) -> Any:
+        """A live deque-like view of the queued items (each operation atomic)."""
+        return compat_of(self).queue
 
     @property
     def is_shutdown(self) -> bool:
@@ -520,12 +583,11 @@ class FrameQueue:
             self._aio_putters = active
 
     def __repr__(self) -> str:
+        self._refuse_reentry()
         with self._mutex:
-            if self._busy:
-                raise RuntimeError(_REENTRANT)
             size, dropped, shut = len(self._queue), self._dropped, self._shutdown
         return (
-            f"<bufmgr.FrameQueue size={size} maxsize={self._maxsize} "
+            f"<bufmgr.FrameQueue size={size} maxsize={self._maxsize_arg} "
             f"overflow={self._overflow!r} dropped={dropped}{' shutdown' if shut else ''}>"
         )
 
@@ -544,10 +606,10 @@ class FrameQueue:
 # exist in the child. Queued items and counters are kept. The list of queues
 # is re-read if another thread creates one while it is being copied.
 _live_queues: "weakref.WeakSet[FrameQueue]" = weakref.WeakSet()
-_locked_for_fork: list = []
+_locked_for_fork: "list[FrameQueue]" = []
 
 
-def _snapshot_live_queues() -> list:
+def _snapshot_live_queues() -> "list[FrameQueue]":
     while True:
         try:
             return list(_live_queues)
@@ -567,14 +629,16 @@ def _after_fork_parent() -> None:
 
 
 def _after_fork_child() -> None:
-    _locked_for_fork.clear()
+    # Fresh locks first, references dropped last (as in the compiled class:
+    # a dropped queue's items may have finalizers that use other queues).
     for q in _snapshot_live_queues():
         q._mutex = threading.RLock()
-        q._busy = False
+        q._waiting = []
         q._not_empty = threading.Condition(q._mutex)
         q._not_full = threading.Condition(q._mutex)
         q._all_tasks_done = threading.Condition(q._mutex)
         q._getters_waiting = q._putters_waiting = q._joiners_waiting = 0
+    _locked_for_fork.clear()
 
 
 if hasattr(os, "register_at_fork"):

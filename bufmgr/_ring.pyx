@@ -27,6 +27,7 @@ from bufmgr._cring cimport *
 
 import os
 import weakref
+from types import GenericAlias as _GenericAlias
 
 from bufmgr import _aio, _errors
 from bufmgr._errors import Empty, Full, ShutDown
@@ -53,6 +54,20 @@ cdef extern from *:
     """
     # 1 where holding the GIL excludes every other Python thread.
     const bint BM_GIL_EXCLUDES
+
+
+cdef extern from *:
+    """
+    /* Set (in the forking thread only) while that thread holds every live
+     * queue's and ring's mutex for fork(): see "fork safety" below. Thread
+     * local, so reading it is never a data race. */
+    #if defined(_MSC_VER)
+    static __declspec(thread) int bm_fork_locks_held = 0;
+    #else
+    static __thread int bm_fork_locks_held = 0;
+    #endif
+    """
+    int bm_fork_locks_held
 
 
 cdef extern from *:
@@ -215,7 +230,9 @@ cdef class FrameQueue:
     over a C ring of object references (zero copy). ``overflow`` says what a
     put does when ``maxsize`` items are queued: "block" (like queue.Queue),
     "drop_oldest" (evict the oldest, return it) or "drop_newest" (refuse the
-    new item, return it). ``maxsize <= 0`` means unbounded.
+    new item, return it). ``maxsize <= 0`` means unbounded (kept as given,
+    like queue.Queue); a drop policy needs ``maxsize > 0`` (ValueError).
+    Final: subclassing raises TypeError (no _put/_get hooks to override).
     """
 
     cdef bm_ring ring
@@ -226,7 +243,8 @@ cdef class FrameQueue:
     cdef int detached
     cdef bint held
     cdef readonly object overflow
-    cdef readonly Py_ssize_t maxsize
+    cdef readonly object maxsize  # as given, like queue.Queue (-1 stays -1); the ring has the bound
+    cdef object compat            # _QueueCompat (bufmgr/_compat.pxi), made on first use
     # asyncio (bufmgr/_aio.py): the registries, made on first use, and flags
     # that are non-zero only while a coroutine waits for an item / for room
     # (BM_AIO_LOAD/STORE). Every call that adds items or frees room tests
@@ -240,10 +258,11 @@ cdef class FrameQueue:
     def __cinit__(self, maxsize=0, overflow="block"):
         cdef Py_ssize_t m = _errors.check_maxsize(maxsize)
         _errors.check_overflow(overflow)
+        _errors.check_bounded_policy(maxsize, overflow)
         if bm_ring_init(&self.ring, <size_t>m, _POLICIES[overflow]) != BM_OK:
             raise MemoryError("bufmgr: could not create the queue's mutex/conditions")
         self.ready = True
-        self.maxsize = m
+        self.maxsize = int(maxsize)
         self.overflow = overflow
         _live_queues.add(self)
 
@@ -589,16 +608,53 @@ cdef class FrameQueue:
 
     def full(self):
         """True if maxsize items are queued now (never for unbounded)."""
-        return self.maxsize > 0 and self.qsize() >= <size_t>self.maxsize
+        return self.ring.maxsize > 0 and self.qsize() >= self.ring.maxsize
 
     @property
     def unfinished_tasks(self):
-        """Items put and not yet task_done(), dropped or cleared."""
+        """Items put and not yet task_done(), dropped or cleared. May be
+        lowered (``q.unfinished_tasks = 0``, the queue.Queue idiom), never raised."""
         cdef size_t n
         _enter(self)
         n = self.ring.unfinished
         _leave(self)
         return n
+
+    @unfinished_tasks.setter
+    def unfinished_tasks(self, value):
+        _set_unfinished(self, value)
+
+    def __bool__(self):
+        return True  # like queue.Queue: `q or FrameQueue()` keeps an empty queue
+
+    __class_getitem__ = classmethod(_GenericAlias)  # FrameQueue[int], like queue.Queue[int]
+
+    # queue.Queue's public internals, for code written against them: see
+    # bufmgr/_compat.pxi for what they are (and what they cannot be).
+    @property
+    def mutex(self):
+        """A lock for queue.Queue-style code; it does not block this queue's operations."""
+        return _compat_of(self).mutex
+
+    @property
+    def not_empty(self):
+        """A Condition on ``mutex`` whose wait() returns when an item is put."""
+        return _compat_of(self).not_empty
+
+    @property
+    def not_full(self):
+        """A Condition on ``mutex`` whose wait() returns when a place is freed."""
+        return _compat_of(self).not_full
+
+    @property
+    def all_tasks_done(self):
+        """A Condition on ``mutex`` whose wait() returns when no task is unfinished."""
+        return _compat_of(self).all_tasks_done
+
+    @property
+    def queue(self):
+        """A live deque-like view of the queued items (each operation atomic)."""
+        return _compat_of(self).queue
 
     @property
     def is_shutdown(self):
@@ -623,7 +679,7 @@ cdef class FrameQueue:
             "cleared": s.cleared,
             "high_water": s.high_water,
             "size": s.size,
-            "maxsize": self.maxsize,
+            "maxsize": self.ring.maxsize,
             "waits": s.waits,
         }
 
@@ -746,14 +802,34 @@ cdef int _fq_clear(PyObject *o) noexcept:
 # -- fork safety ---------------------------------------------------------------
 # A child process inherits every queue's mutex in whatever state some thread
 # of the parent left it (bpo-40089). Before fork we take every live queue's
-# mutex, so no ring is caught half-updated; the parent then releases them and
-# the child re-creates them. Waiters of the parent do not exist in the child;
-# queued items and counters are kept. The forking thread is the one thread
-# that holds several mutexes, and the one that may wait for the GIL while it
-# holds some (between two _lock calls). Neither can deadlock: every other
-# thread holds at most one ring mutex at a time, and no thread ever blocks on
-# a ring mutex while it holds the GIL (_lock polls, then waits with the GIL
-# released).
+# (and FrameRing's) mutex, so no ring is caught half-updated; the parent then
+# releases them and the child re-creates them. Waiters of the parent do not
+# exist in the child; queued items and counters are kept. The forking thread
+# is the one thread that holds several mutexes, and the one that may wait for
+# the GIL while it holds some (between two _lock calls). Neither can
+# deadlock: every other thread holds at most one ring mutex at a time, and no
+# thread ever blocks on a ring mutex while it holds the GIL (_lock polls, then
+# waits with the GIL released).
+#
+# Between the before-fork handler and the after-fork handlers, other Python
+# code runs in the forking thread: before-fork handlers registered before
+# bufmgr's (they run after it), and anything their reference drops finalize.
+# With the mutexes held, that code must not reach a lock the forking thread
+# holds (issue 11.1: the child deadlocked in FrameQueue.__dealloc__):
+#
+# * Every locked queue/ring is kept alive by _locked_for_fork /
+#   _fr_locked_for_fork until EVERY mutex (queues and rings) is usable
+#   again: the parent unlocks all of them, the child re-creates all of them,
+#   and only then are the references dropped -- a queue's __dealloc__ locks
+#   its mutex and releases its items, which may be Frames of a ring.
+# * The child re-creates the locked mutexes first, walking the lists by index
+#   (no allocation, so no garbage collection can run a finalizer first).
+# * A Frame (or a memoryview of one) dropped in that window by the forking
+#   thread finds its ring's mutex already held by this very thread
+#   (bm_fork_locks_held and the ring's fork_locked flag) and does its
+#   bookkeeping without locking (see _fr_lock_frame in _framering.pxi).
+# One handler triplet covers queues and rings, so no handler of another
+# library can run between the two halves.
 _live_queues = weakref.WeakSet()
 _locked_for_fork = []
 
@@ -773,26 +849,73 @@ def _before_fork():
         _locked_for_fork.append(q)
 
 
-def _after_fork_parent():
-    while _locked_for_fork:
-        q = _locked_for_fork.pop()
-        bm_ring_unlock(&(<FrameQueue>q).ring)
+cdef list _after_fork_parent():
+    """Unlock every locked queue; return the references (drop them only once
+    the rings are unlocked too)."""
+    cdef list held = _locked_for_fork[:]
+    cdef Py_ssize_t i
+    for i in range(len(held)):
+        bm_ring_unlock(&(<FrameQueue>held[i]).ring)
+    del _locked_for_fork[:]
+    return held
 
 
-def _after_fork_child():
-    # Every live queue, including one another thread created while we were
-    # locking (it was not locked, but its mutex may be in any state too).
-    _locked_for_fork.clear()
+cdef void _reinit_queue(FrameQueue q) noexcept:
+    bm_ring_reinit_after_fork(&q.ring)
+    q.detached = 0  # its waiters stayed in the parent
+    q.held = False
+
+
+cdef void _after_fork_child_locked() noexcept:
+    """Re-create the locked queues' mutexes: walks the list by index, so
+    nothing is allocated (and no garbage collection runs a finalizer) first."""
+    cdef list locked = _locked_for_fork
+    cdef Py_ssize_t i
+    for i in range(len(locked)):
+        _reinit_queue(<FrameQueue>locked[i])
+
+
+cdef list _after_fork_child():
+    """Re-create the mutex of every live queue not locked for the fork (one
+    created while we were locking: its mutex may be in any state too); return
+    the references held for the fork, to drop once every ring is usable."""
+    held = _locked_for_fork[:]
+    del _locked_for_fork[:]
     for q in _snapshot(_live_queues):
-        bm_ring_reinit_after_fork(&(<FrameQueue>q).ring)
-        (<FrameQueue>q).detached = 0  # its waiters stayed in the parent
-        (<FrameQueue>q).held = False
+        if q not in held:
+            _reinit_queue(<FrameQueue>q)
+    return held
+
+
+# FrameRing (issue #5): written in bufmgr/_framering.pxi, compiled into this module.
+include "_framering.pxi"
+# One registration for queues and rings (see "fork safety" above).
+def _fork_before():
+    global bm_fork_locks_held
+    _fr_before_fork()
+    _before_fork()
+    bm_fork_locks_held = 1
+
+
+def _fork_after_parent():
+    global bm_fork_locks_held
+    bm_fork_locks_held = 0
+    held = (_after_fork_parent(), _fr_after_fork_parent())
+    del held  # last references (and __dealloc__s) only now: every mutex is unlocked
+
+
+def _fork_after_child():
+    global bm_fork_locks_held
+    bm_fork_locks_held = 0
+    # First the mutexes that were locked, without allocating; then the rest.
+    _fr_after_fork_child_locked()
+    _after_fork_child_locked()
+    held = (_fr_after_fork_child(), _after_fork_child())
+    del held  # every mutex is re-created: finalizers may use any queue or ring
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_parent,
-                        after_in_child=_after_fork_child)
-# FrameRing (issue #5): written in bufmgr/_framering.pxi, compiled into this module.
-include "_framering.pxi"
-# BufferManager hot paths (issue #3): bufmgr/_mgrcore.pxi, compiled into this module.
-include "_mgrcore.pxi"
+    os.register_at_fork(before=_fork_before, after_in_parent=_fork_after_parent,
+                        after_in_child=_fork_after_child)
+# queue.Queue's mutex/not_empty/not_full/all_tasks_done/queue (issue #14): bufmgr/_compat.pxi.
+include "_compat.pxi"

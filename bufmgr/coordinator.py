@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 __all__ = ["StateCoordinator", "StateSnapshot"]
 
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_GROUPS = ("capture", "processing", "storage")
 
 
-class StateSnapshot(dict):
+class StateSnapshot(Dict[str, Any]):
     """A point-in-time copy of the coordinator state: a dict whose keys are
     also readable as attributes (``snap.capture_queue_size``)."""
 
@@ -75,7 +75,7 @@ class StateCoordinator:
         )
         self._shutdown = False
         self._shutdown_event = threading.Event()
-        self._callbacks: list = []
+        self._callbacks: List[Callable[[], None]] = []
         self._last_error: Optional[BaseException] = None
         self._last_error_component: Optional[str] = None
         self._error_counts: Dict[str, int] = {}
@@ -150,7 +150,7 @@ class StateCoordinator:
             snap = StateSnapshot(self._state)
         # (group, channel) -> (style, value); style 0 "<group>_<ch>_queue_size"
         # wins over style 1 "<group>_queue_size_<ch>" when both are present
-        per_channel: Dict[tuple, tuple] = {}
+        per_channel: Dict[Tuple[str, str], Tuple[int, Any]] = {}
         for key, value in snap.items():
             if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue

@@ -34,8 +34,9 @@ after the operation. ``field_style="legacy"`` names the per-channel field
 ``<group>_queue_size_<channel>`` instead (the total keeps its name). A
 component whose name ends in ``_left``/``_right`` (or whose spec names a
 ``group``) belongs to that group; other components send their own field only.
-``report_interval`` throttles the updates, ``report_gets=False`` sends them on
-puts only (as the replaced manager did).
+``report_interval`` throttles the updates (at most one per component per
+interval, the last state sent within the interval by a shared timer thread),
+``report_gets=False`` sends them on puts only (as the replaced manager did).
 
 Data must be bytes-like: bytes, bytearray, memoryview or any object with the
 buffer protocol (array.array, numpy arrays).
@@ -54,21 +55,27 @@ Two kinds of component (chosen per component by its queue spec):
   False, logged as bad input). get_buffer still returns ``bytes`` (one copy
   out); get_frame returns the zero-copy :class:`bufmgr.Frame` instead.
 
-The two hot paths live in a base class: the pure-Python ``_PyCore`` below, or
-the compiled ``bufmgr._ring.ManagerCore`` (bufmgr/_mgrcore.pxi) when that extension is built
-(same control flow; ``CORE_IMPLEMENTATION`` says which one is in use).
+The put_buffer/get_buffer hot paths live in a base class, ``ManagerCore``,
+written once in bufmgr/_mgrcore.py: compiled by Cython (pure-Python mode) into
+the extension ``bufmgr._mgrcore`` when built, else that same file runs as plain
+Python (``CORE_IMPLEMENTATION`` says which one is in use).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import importlib.machinery
+import importlib.util
 import logging
+import itertools
 import numbers
 import os
+import sys
 import threading
 import weakref
 from time import monotonic as _monotonic
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, cast
 
 from ._errors import Empty, Full, ShutDown, check_timeout
 
@@ -111,8 +118,24 @@ def _is_bytes_like(data: object) -> bool:
     try:
         with memoryview(data):  # type: ignore[arg-type]
             return True
-    except TypeError:
+    except Exception:  # TypeError; also ValueError (numpy datetime64), BufferError ...
         return False
+
+
+def _check_timeout(timeout: object) -> Optional[float]:
+    """check_timeout, with every failure as TypeError/ValueError: a number
+    too large for a float (``10**400``) is a ValueError here, not the
+    OverflowError ``float()`` raises, so the callers' bad-input path gets it."""
+    try:
+        return check_timeout(timeout)
+    except (TypeError, ValueError):
+        raise
+    except OverflowError as e:
+        raise ValueError(f"'timeout' is too large ({e})") from None
+    except Exception as e:  # a numbers.Real whose __float__ fails
+        raise TypeError(
+            f"timeout must be a non-negative number or None: {type(e).__name__}: {e}"
+        ) from None
 
 
 def _default_ring_factory(slots: int, frame_bytes: int, overflow: str) -> Any:
@@ -133,11 +156,11 @@ def _ring_factory_for(queue_factory: Any) -> Callable[[int, int, str], Any]:
         if module == "bufmgr._ring":
             from ._ring import FrameRing as compiled
 
-            return compiled
+            return cast(Callable[[int, int, str], Any], compiled)
     return _default_ring_factory
 
 
-def _ring_readers(ring: Any) -> tuple:
+def _ring_readers(ring: Any) -> Tuple[Callable[..., bytes], Callable[[], bytes]]:
     """-> (get(block, timeout), get_nowait()) returning ``bytes``: one copy out
     of the slot, which goes back to the ring at once."""
     ring_get, ring_get_nowait = ring.get, ring.get_nowait
@@ -207,7 +230,7 @@ _CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(BufferConfig))
 class _Component:
     __slots__ = (
         "name", "queue", "policy", "ring", "put", "get", "get_nowait", "group", "field",
-        "report", "flush",
+        "report", "flush", "throttle",
     )
 
     def __init__(
@@ -230,14 +253,93 @@ class _Component:
         # flush(): unthrottled report, for cleanup()/report_state().
         self.report: Optional[Callable[[], None]] = None
         self.flush: Optional[Callable[[], None]] = None
+        self.throttle: Optional[_Throttle] = None  # report_interval only: its trailing state
 
 
 class _Throttle:
-    __slots__ = ("due", "lock")
+    """State of one component's throttled reports (see _THROTTLED_TEMPLATE)."""
+
+    __slots__ = ("due", "lock", "sent", "armed", "cancelled")
 
     def __init__(self) -> None:
-        self.due = 0.0
-        self.lock = threading.Lock()
+        self.due = 0.0          # monotonic time before which no update is sent
+        self.lock = threading.Lock()  # held while an update is being sent (try-lock only)
+        self.sent: Any = None   # the sizes in the last update sent (own, or (own, total))
+        self.armed = False      # a trailing report is scheduled
+        self.cancelled = False  # the reporters were replaced (new coordinator) or cleanup()
+
+
+class _TrailingReports:
+    """The trailing updates of every throttled manager, on one shared thread.
+
+    A throttled report that is skipped (inside report_interval) schedules one
+    trailing report at the end of the interval, so the last state reaches the
+    coordinator within report_interval of the last operation even when no
+    operation follows. One daemon thread serves every manager in the process
+    (a heap of due times); it starts on the first schedule and ends after
+    ``linger`` idle seconds. It calls the coordinator holding no lock at all
+    (the heap's lock is released around every call), so never from under a
+    queue lock. A slow update_state delays the other managers' trailing
+    updates by as much: the coordinator should be quick, as for every report.
+    """
+
+    name = "bufmgr-trailing-reports"
+
+    def __init__(self, linger: float = 5.0) -> None:
+        self._linger = linger
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            # the child has no timer thread, and the lock may be held by a parent thread
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: List[Tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._thread: Optional[threading.Thread] = None
+
+    def schedule(self, due: float, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` on the timer thread once ``monotonic() >= due``."""
+        with self._cond:
+            heapq.heappush(self._heap, (due, next(self._seq), fn))
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread = thread
+                thread.start()
+            elif self._heap[0][2] is fn:  # new earliest entry: re-time the wait
+                self._cond.notify()
+
+    def thread(self) -> Optional[threading.Thread]:
+        """The timer thread while it runs (for tests and diagnostics)."""
+        return self._thread
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while True:
+                    if cond is not self._cond:  # forked meanwhile: not our heap any more
+                        return
+                    if not self._heap:
+                        cond.wait(self._linger)
+                        if not self._heap:
+                            self._thread = None
+                            return
+                        continue
+                    due = self._heap[0][0]
+                    wait = due - _monotonic()
+                    if wait <= 0.0:
+                        fn = heapq.heappop(self._heap)[2]
+                        break
+                    cond.wait(wait)
+            try:
+                fn()  # a trailing report: it handles its own errors
+            except Exception:  # pragma: no cover - defensive: keep the thread alive
+                logger.exception("BufferManager: trailing report failed")
+            del fn
+
+
+_TRAILING = _TrailingReports()
 
 
 # The report functions are generated (as namedtuple/dataclasses do) so the
@@ -268,13 +370,21 @@ def report():
         on_error(e)
 """
 
+# Throttled: at most one update per report_interval per component, and never
+# a stale last state. Every update sent arms (once) a trailing report at the
+# end of its interval (_TrailingReports); that report compares the live sizes
+# with the ones last sent and sends them (one update, re-checked by the next
+# trailing report) only if they differ, re-arming after each send; an operation that sent meanwhile
+# just moves it to that update's interval. Reports skipped inside the
+# interval, or while another thread is sending, cost nothing more than before:
+# the armed trailing report reads the sizes after them.
 _THROTTLED_TEMPLATE = """
 def report():
     if monotonic() < throttle.due:
         return
     lock = throttle.lock
     if not lock.acquire(False):
-        return  # another thread is sending this component's update right now
+        return  # another thread is sending; its trailing report covers this change
     err = None
     try:
         now = monotonic()
@@ -282,14 +392,58 @@ def report():
             throttle.due = now + interval
             a = size()
             {total_line}
+            throttle.sent = {sent}
             update({call_args})
     except Exception as e:
         err = e
     finally:
         lock.release()
+    if not throttle.armed:
+        arm(throttle.due)
     if err is not None:
         on_error(err)
+
+
+def trailing():
+    throttle.armed = False
+    if throttle.cancelled:
+        return
+    if monotonic() < throttle.due:  # an operation sent an update meanwhile
+        arm(throttle.due)
+        return
+    lock = throttle.lock
+    if not lock.acquire(False):  # an operation is sending right now
+        arm(monotonic() + RETRY_S)
+        return
+    err = None
+    sent = False
+    try:
+        a = size()
+        {total_line}
+        if {sent} != throttle.sent:
+            # one update (no verify loop: that would bypass the throttle while
+            # producers run); the re-armed trailer checks again after it
+            throttle.due = monotonic() + interval
+            throttle.sent = {sent}
+            update({call_args})
+            sent = True
+    except Exception as e:
+        err = e
+    finally:
+        lock.release()
+    if sent and not throttle.armed:
+        arm(throttle.due)
+    if err is not None:
+        on_error(err)
+
+
+def arm(at):
+    throttle.armed = True
+    schedule(at, trailing)
 """
+
+#: A trailing report that found an update in flight tries again this much later.
+_RETRY_S = 0.002
 
 
 def _make_reporters(
@@ -297,15 +451,15 @@ def _make_reporters(
     q: Any,
     field: str,
     total_field: Optional[str],
-    siblings: tuple,
+    siblings: Tuple[Any, ...],
     interval: float,
     on_error: Callable[[BaseException], None],
-) -> tuple:
-    """-> (report, flush) for one component."""
+) -> Tuple[Callable[[], None], Callable[[], None], Optional[_Throttle]]:
+    """-> (report, flush, throttle or None) for one component."""
     ns: Dict[str, Any] = {
         "update": update, "size": q.qsize, "on_error": on_error, "monotonic": _monotonic,
         "interval": interval, "throttle": _Throttle(), "f_own": field, "f_total": total_field,
-        "RETRIES": range(_MAX_SENDS),
+        "RETRIES": range(_MAX_SENDS), "RETRY_S": _RETRY_S, "schedule": _TRAILING.schedule,
     }
     for i, sq in enumerate(siblings):
         ns[f"s{i}"] = sq.qsize  # bound qsize: cheaper than len() on both FrameQueues
@@ -321,25 +475,27 @@ def _make_reporters(
         total_line = "pass"
         verify = "size() == a"
         call_args = f"{field}=a" if field.isidentifier() else "**{f_own: a}"
-    fmt = {"total_line": total_line, "call_args": call_args, "verify": verify}
+    sent = "(a, t)" if total_field is not None else "a"
+    fmt = {"total_line": total_line, "call_args": call_args, "verify": verify, "sent": sent}
     flush_ns = dict(ns)
     exec(_REPORT_TEMPLATE.format(**fmt), flush_ns)  # noqa: S102 - identifiers checked above
     flush = flush_ns["report"]
     if not interval:
-        return flush, flush
+        return flush, flush, None
     exec(_THROTTLED_TEMPLATE.format(**fmt), ns)  # noqa: S102
-    return ns["report"], flush
+    return ns["report"], flush, ns["throttle"]
 
 
 # ---------------------------------------------------------------------------
 # queue layout
 
 
-def _parse_spec(component: str, spec: Any) -> tuple:
+def _parse_spec(component: str, spec: Any) -> Tuple[int, str, Any, Optional[int]]:
     """component spec -> (maxsize, overflow, group or None or ..., frame_bytes or None)."""
     group: Any = ...  # "derive from the name"
     overflow = "drop_oldest"
     frame_bytes = None  # None: a FrameQueue component
+    explicit_overflow = False
     if isinstance(spec, bool):
         raise TypeError(f"queue spec for {component!r}: maxsize must be an int, not 'bool'")
     if isinstance(spec, int):
@@ -353,6 +509,7 @@ def _parse_spec(component: str, spec: Any) -> tuple:
         if "maxsize" not in spec:
             raise TypeError(f"queue spec for {component!r}: 'maxsize' is required")
         maxsize = spec["maxsize"]
+        explicit_overflow = "overflow" in spec or "policy" in spec
         overflow = spec.get("overflow", spec.get("policy", overflow))
         if "group" in spec:
             group = spec["group"]
@@ -361,6 +518,7 @@ def _parse_spec(component: str, spec: Any) -> tuple:
         frame_bytes = spec.get("frame_bytes")
     elif isinstance(spec, tuple) and len(spec) == 2:
         maxsize, overflow = spec
+        explicit_overflow = True
     else:
         raise TypeError(
             f"queue spec for {component!r} must be a maxsize int, a (maxsize, overflow) "
@@ -373,6 +531,16 @@ def _parse_spec(component: str, spec: Any) -> tuple:
             f"queue spec for {component!r}: overflow must be one of "
             f"'block', 'drop_oldest', 'drop_newest', not {overflow!r}"
         )
+    if maxsize <= 0 and overflow != "block" and frame_bytes is None:
+        # FrameQueue refuses a drop policy without a bound (it would never
+        # drop). An unbounded component with the default policy simply has
+        # nothing to drop; a drop policy asked for by name is a mistake.
+        if explicit_overflow:
+            raise ValueError(
+                f"queue spec for {component!r}: overflow={overflow!r} needs maxsize > 0, "
+                f"got {maxsize} (maxsize <= 0 means unbounded, which never drops)"
+            )
+        overflow = "block"
     if frame_bytes is not None:
         if isinstance(frame_bytes, bool) or not isinstance(frame_bytes, int):
             raise TypeError(
@@ -389,7 +557,7 @@ def _parse_spec(component: str, spec: Any) -> tuple:
     return maxsize, overflow, group, frame_bytes
 
 
-def _group_of(component: str, group: Any) -> tuple:
+def _group_of(component: str, group: Any) -> Tuple[Optional[str], Optional[str]]:
     """-> (group or None, channel or None)."""
     if group is ...:
         head, sep, tail = component.rpartition("_")
@@ -407,148 +575,54 @@ def _group_of(component: str, group: Any) -> tuple:
 # the manager
 
 
-class _PyCore:
-    """put_buffer/get_buffer fast paths (pure Python).
-
-    ``bufmgr._ring.ManagerCore`` (bufmgr/_mgrcore.pxi), when built, is a compiled drop-in for this
-    class with the very same control flow; every case the fast path does not
-    handle is delegated to the same Python methods of BufferManager
-    (``_put_slow``, ``_get_slow``, ``_get_wait``, ``_failed``, ``_count``), so
-    the behaviour cannot differ. State it reads: ``_shutdown_check``,
-    ``_put_fast`` (component -> (queue.put, report) for drop_oldest FrameQueue
-    components), ``_ring_put`` (component -> (ring.put_nowait, report, name of
-    the counter a refusal bumps) for drop_oldest/drop_newest FrameRing
-    components; looked up only when ``_put_fast`` misses, so the FrameQueue
-    fast path does not pay for rings) and ``_get_fast`` (component ->
-    (get_nowait, report, component record); for a ring, get_nowait returns
-    the frame copied into ``bytes``).
-    """
-
-    __slots__ = ()
-
-    def put_buffer(self, component: str, data: Any, timeout: Optional[float] = 0.5) -> bool:
-        """Queue one frame; True once it is queued (a full ``drop_oldest``
-        queue evicts its oldest frame atomically, counted as dropped).
-
-        False (never an exception) when the coordinator asked for shutdown,
-        after cleanup(), on a put timeout (``block`` policy) or a refused
-        ``drop_newest`` frame, and on bad input: unknown component
-        (ValueError), data that is not bytes-like (TypeError), a negative /
-        NaN / non-number timeout. Errors are logged and handed to the
-        coordinator's handle_error; the queues are left untouched.
-
-        bytes-like: bytes, bytearray, memoryview or any other object with the
-        buffer protocol (array.array, numpy arrays).
-
-        FrameQueue component: frames are not copied, do not mutate a
-        bytearray/array after queueing it. FrameRing component (``frame_bytes``
-        in its spec): the data is copied into a preallocated slot, so the
-        caller may reuse its buffer as soon as this returns; data larger than
-        ``frame_bytes`` or not C-contiguous is bad input (False, logged, handed
-        to handle_error). A ring also returns False when ``drop_oldest`` finds
-        every slot held by consumers or being written (counted as
-        ``refused_underrun``; the ring counts an underrun).
-        """
-        check = self._shutdown_check
-        if check is not None:
-            try:
-                if check():
-                    self._count("refused_puts")
-                    return False
-            except Exception as e:
-                self._failed("put_buffer", component, e, False)
-                return False
+def _pure_core_module() -> Any:
+    """bufmgr/_mgrcore.py executed as plain Python, as ``bufmgr._mgrcore_pure``
+    (when the extension is built, ``bufmgr._mgrcore`` is the compiled one)."""
+    name = __name__.rpartition(".")[0] + "._mgrcore_pure"
+    module = sys.modules.get(name)
+    if module is None:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_mgrcore.py")
+        loader = importlib.machinery.SourceFileLoader(name, path)
+        spec = importlib.util.spec_from_loader(name, loader)
+        assert spec is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
         try:
-            put, report = self._put_fast[component]  # drop_oldest FrameQueues only
-        except (KeyError, TypeError):  # rings, other policies; unknown / unhashable component
-            return self._put_ring(component, data, timeout)
-        if data.__class__ is not bytes or timeout.__class__ is not float or not timeout >= 0.0:
-            return self._put_slow(component, data, timeout)
+            loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return module
+
+
+def _load_core() -> Tuple[type, str]:
+    """-> (ManagerCore class, "c" or "python"). The one source of the hot
+    paths, bufmgr/_mgrcore.py, compiled (bufmgr._mgrcore extension) unless
+    BUFMGR_NO_EXTENSIONS=1 or it was not built."""
+    if os.environ.get("BUFMGR_NO_EXTENSIONS", "") in ("", "0"):
         try:
-            put(data)  # drop_oldest: never blocks; evicts the oldest atomically
-        except ShutDown:  # cleanup() ran, or the coordinator's shutdown callback
-            self._count("refused_puts")
-            return False
-        except Exception as e:
-            self._failed("put_buffer", component, e, False)
-            return False
-        if report is not None:
-            report()  # never raises: failures go to the log and handle_error
-        return True
-
-    def _put_ring(self, component: Any, data: Any, timeout: Any) -> bool:
-        """put_buffer for a drop_oldest/drop_newest FrameRing component with a
-        non-negative float timeout; everything else goes to _put_slow."""
-        try:
-            put, report, refused = self._ring_put[component]
-        except (KeyError, TypeError):
-            return self._put_slow(component, data, timeout)
-        if timeout.__class__ is not float or not timeout >= 0.0:
-            return self._put_slow(component, data, timeout)
-        try:
-            seq = put(data)  # put_nowait: copies into a slot; drop policies never wait
-        except ShutDown:
-            self._count("refused_puts")
-            return False
-        except (TypeError, ValueError) as e:  # not bytes-like, not contiguous, > frame_bytes
-            self._failed("put_buffer", component, e, True)
-            return False
-        except Exception as e:
-            self._failed("put_buffer", component, e, False)
-            return False
-        if seq is None:  # refused by the policy (counted as dropped by the ring)
-            self._count(refused)
-            return False
-        if report is not None:
-            report()
-        return True
-
-    def get_buffer(self, component: str, timeout: Optional[float] = 1.0) -> Optional[Any]:
-        """Take the oldest frame, waiting up to ``timeout`` seconds (None:
-        forever); None if nothing arrives in time.
-
-        After the coordinator asks for shutdown, gets keep draining what is
-        queued and return None at once when the queue is empty; after
-        cleanup() they return None. Bad input (unknown component, bad
-        timeout) -> None, logged, handed to handle_error, nothing taken.
-
-        A FrameRing component returns the frame as a new ``bytes`` (one copy;
-        the slot is free again when this returns); see get_frame for the
-        zero-copy alternative.
-        """
-        try:
-            get, report, comp = self._get_fast[component]
-        except (KeyError, TypeError):  # unknown / unhashable component
-            return self._get_slow(component, timeout)
-        if timeout.__class__ is not float or not timeout >= 0.0:
-            return self._get_slow(component, timeout)
-        try:
-            item = get()  # get_nowait: the common case, a frame is waiting
-        except Empty:
-            return self._get_wait(comp, timeout)
-        except ShutDown:  # drained after shutdown, or cleaned up
-            return None
-        except Exception as e:
-            self._failed("get_buffer", component, e, False)
-            return None
-        if report is not None:
-            report()
-        return item
+            from . import _mgrcore
+        except ImportError:  # pragma: no cover - a broken build
+            pass
+        else:
+            if not _mgrcore.__file__.endswith(".py"):  # the extension module
+                return _mgrcore.ManagerCore, "c"
+            # not built: that was the source itself; reuse it as the pure module
+            sys.modules.setdefault(__name__.rpartition(".")[0] + "._mgrcore_pure", _mgrcore)
+    return _pure_core_module().ManagerCore, "python"
 
 
-def _load_core() -> type:
-    if os.environ.get("BUFMGR_NO_EXTENSIONS", "") not in ("", "0"):
-        return _PyCore
-    try:
-        from ._ring import ManagerCore  # compiled hot paths (bufmgr/_mgrcore.pxi)
-    except ImportError:
-        return _PyCore
-    return ManagerCore
+if TYPE_CHECKING:
+    from ._mgrcore import ManagerCore as _Core
+    from ._ring import Frame  # the stub's Frame: the pure twin has the same interface
 
-
-_Core = _load_core()
-#: "c" when put_buffer/get_buffer are the compiled ones, else "python".
-CORE_IMPLEMENTATION = "python" if _Core is _PyCore else "c"
+    _PyCore = _Core
+    CORE_IMPLEMENTATION: str
+else:
+    _Core, CORE_IMPLEMENTATION = _load_core()
+    #: The hot paths as plain Python (the tests run them next to the compiled ones).
+    _PyCore = _pure_core_module().ManagerCore
+#: CORE_IMPLEMENTATION: "c" when put_buffer/get_buffer are compiled, else "python".
 
 
 class BufferManager(_Core):
@@ -575,8 +649,11 @@ class BufferManager(_Core):
     report_interval:
         None (or 0): report sizes to the coordinator on every put/get (the
         replaced manager reported on every put). A number of seconds: at most
-        one update per component per interval, plus a final one at cleanup()
-        (report_state() sends one on demand); for high-rate capture.
+        one update per component per interval, and a trailing one: the state
+        after the last operation reaches the coordinator within the interval
+        even if nothing follows (sent from one timer thread shared by every
+        manager, never under a queue lock); plus a final one at cleanup()
+        (report_state() sends one on demand). For high-rate capture.
     report_gets:
         True (default): gets report too, so the state follows the consumers.
         False: only puts report, exactly like the replaced manager (whose
@@ -624,6 +701,7 @@ class BufferManager(_Core):
             queues = DEFAULT_QUEUES
         if not isinstance(queues, Mapping) or not queues:
             raise TypeError("queues must be a non-empty mapping of component -> spec")
+        self._init_fast_paths()  # the hot-path tables (created once, see bufmgr/_mgrcore.py)
         factory = queue_factory if queue_factory is not None else _default_queue_factory
         make_ring = ring_factory if ring_factory is not None else _ring_factory_for(queue_factory)
 
@@ -641,7 +719,7 @@ class BufferManager(_Core):
         }
 
         components: Dict[str, _Component] = {}
-        groups: Dict[Optional[str], list] = {}
+        groups: Dict[Optional[str], List[_Component]] = {}
         for name, spec in queues.items():
             if not isinstance(name, str) or not name:
                 raise TypeError(f"component names must be non-empty str, not {name!r}")
@@ -659,8 +737,18 @@ class BufferManager(_Core):
                 name, q, _POLICY_CODES[overflow], group, field, ring=frame_bytes is not None,
             )
             groups.setdefault(group, []).append(components[name])
+        by_field: Dict[str, List[str]] = {}
+        for c in components.values():
+            by_field.setdefault(c.field, []).append(c.name)
+        same = {f: names for f, names in by_field.items() if len(names) > 1}
+        if same:
+            raise ValueError(
+                f"queues: components would report under the same field ({field_style!r} "
+                "field_style): " + "; ".join(f"{names} -> {f!r}" for f, names in sorted(same.items()))
+                + "; rename a component or set its group"
+            )
         totals = {f"{g}_queue_size" for g in groups if g is not None}
-        clash = totals & {c.field for c in components.values()}
+        clash = totals & set(by_field)
         if clash:
             raise ValueError(f"component fields clash with group totals: {sorted(clash)}")
         self._components = components
@@ -692,7 +780,9 @@ class BufferManager(_Core):
             self._handle_error = getattr(coordinator, "handle_error", None)
             update = getattr(coordinator, "update_state", None)
             for comp in self._components.values():
-                comp.report = comp.flush = None
+                if comp.throttle is not None:  # no trailing update to the old coordinator
+                    comp.throttle.cancelled = True
+                comp.report = comp.flush = comp.throttle = None
             if update is not None:
                 for group, members in self._groups.items():
                     for comp in members:
@@ -701,30 +791,27 @@ class BufferManager(_Core):
                         else:
                             total = f"{group}_queue_size"
                             siblings = tuple(m.queue for m in members if m is not comp)
-                        comp.report, comp.flush = _make_reporters(
+                        comp.report, comp.flush, comp.throttle = _make_reporters(
                             update, comp.queue, comp.field, total, siblings,
                             self._report_interval, self._report_failed,
                         )
-            # hot-path tables, swapped in whole (readers never see a half-built one)
-            self._put_fast = {
-                name: (c.put, c.report)
-                for name, c in self._components.items()
-                if c.policy == _DROP_OLDEST and not c.ring
-            }
-            self._ring_put = {
-                name: (
-                    c.queue.put_nowait, c.report,
-                    "refused_newest" if c.policy == _DROP_NEWEST else "refused_underrun",
-                )
-                for name, c in self._components.items()
-                if c.ring and c.policy != _BLOCK
-            }
-            self._get_fast = {
+            # hot-path tables, updated in place entry by entry (bufmgr/_mgrcore.py:
+            # a concurrent put/get holds a strong reference to the old entry)
+            check = self._shutdown_check
+            put_fast: Dict[str, Tuple[Any, ...]] = {}
+            for name, c in self._components.items():
+                if c.ring and c.policy != _BLOCK:  # ring.put_nowait: drop policies never wait
+                    refused = "refused_newest" if c.policy == _DROP_NEWEST else "refused_underrun"
+                    put_fast[name] = (c.queue.put_nowait, c.report, check, refused)
+                elif c.policy == _DROP_OLDEST and not c.ring:  # queue.put: evicts, never waits
+                    put_fast[name] = (c.put, c.report, check, None)
+            get_fast = {
                 name: (c.get_nowait, c.report if self._report_gets else None, c)
                 for name, c in self._components.items()
             }
+            self._set_fast_paths(put_fast, get_fast)
             add = getattr(coordinator, "add_shutdown_callback", None)
-            callback = None
+            callback: Optional[Callable[[], None]] = None
             if add is not None and not self._closed:
                 ref = weakref.WeakMethod(self._on_coordinator_shutdown)
 
@@ -736,7 +823,7 @@ class BufferManager(_Core):
                 self._shutdown_cb, self._shutdown_cb_owner = callback, coordinator
         # the coordinator is called with none of our locks held
         self._remove_shutdown_cb(old_cb, old_owner)
-        if callback is not None:
+        if callback is not None and add is not None:
             try:
                 add(callback)
             except Exception:
@@ -792,9 +879,18 @@ class BufferManager(_Core):
     def _put_slow(self, component: Any, data: Any, timeout: Any) -> bool:
         """Everything put_buffer's fast paths did not handle: input errors,
         the block/drop_newest policies (block for rings), int or None timeouts."""
+        check = self._shutdown_check
+        if check is not None:
+            try:
+                if check():
+                    self._count("refused_puts")
+                    return False
+            except Exception as e:
+                self._failed("put_buffer", component, e, False)
+                return False
         try:
             comp = self._components.get(component)
-        except TypeError:  # unhashable
+        except Exception:  # unhashable, or a key whose __hash__/__eq__ raises
             comp = None
         if comp is None:
             if self._closed:  # the replaced manager checked cleanup first
@@ -809,7 +905,7 @@ class BufferManager(_Core):
             )
             return False
         try:
-            seconds = check_timeout(timeout)
+            seconds = _check_timeout(timeout)
         except (TypeError, ValueError) as e:
             self._failed("put_buffer", component, e, True)
             return False
@@ -871,11 +967,11 @@ class BufferManager(_Core):
         non-negative float (int, None, inf ... or invalid)."""
         try:
             get, report, comp = self._get_fast[component]
-        except (KeyError, TypeError):
+        except Exception:  # unknown, unhashable, or a key whose __hash__/__eq__ raises
             self._failed("get_buffer", component, ValueError(f"Invalid component: {component}"), True)
             return None
         try:
-            timeout = check_timeout(timeout)
+            timeout = _check_timeout(timeout)
         except (TypeError, ValueError) as e:
             self._failed("get_buffer", component, e, True)
             return None
@@ -914,7 +1010,7 @@ class BufferManager(_Core):
                 report()
         return item
 
-    def get_frame(self, component: str, timeout: Optional[float] = 1.0) -> Optional[Any]:
+    def get_frame(self, component: str, timeout: Optional[float] = 1.0) -> Optional[Frame]:
         """Zero-copy get for a FrameRing component: the oldest frame as a
         read-only :class:`bufmgr.Frame` (buffer protocol, ``bytes(frame)``,
         ``.seq``, ``.timestamp_ns``, ``.nbytes``), or None like get_buffer.
@@ -927,7 +1023,7 @@ class BufferManager(_Core):
         """
         try:
             comp = self._components.get(component)
-        except TypeError:  # unhashable
+        except Exception:  # unhashable, or a key whose __hash__/__eq__ raises
             comp = None
         if comp is None or not comp.ring:
             if comp is None:
@@ -937,13 +1033,13 @@ class BufferManager(_Core):
             self._failed("get_frame", component, error, True)
             return None
         try:
-            timeout = check_timeout(timeout)
+            timeout = _check_timeout(timeout)
         except (TypeError, ValueError) as e:
             self._failed("get_frame", component, e, True)
             return None
         ring = comp.queue
         try:
-            frame = ring.get_nowait()
+            frame: Frame = ring.get_nowait()
         except Empty:
             return self._get_wait(comp, timeout, ring.get)
         except ShutDown:
@@ -960,7 +1056,7 @@ class BufferManager(_Core):
     # ---- inspection ----------------------------------------------------------
 
     @property
-    def components(self) -> tuple:
+    def components(self) -> Tuple[str, ...]:
         """Component names, in configuration order."""
         return tuple(self._components)
 
@@ -1058,6 +1154,9 @@ class BufferManager(_Core):
         self._remove_shutdown_cb(cb, owner)
         for comp in self._components.values():
             comp.queue.shutdown(True)
+            throttle = comp.throttle
+            if throttle is not None:  # the flush below is the last update
+                throttle.cancelled = True
         self.report_state()
 
     close = cleanup

@@ -259,3 +259,185 @@ def test_fork_from_a_worker_thread(FrameQueue, live):
     w = live.start(forker)
     assert q.get(True, 60) == "parent"
     assert w.value() >= 1
+
+
+# ---------------------------------------------------------------------------
+# Issue 11.1: Python code that runs in the forking thread between bufmgr's
+# before-fork handler and its after-fork handlers (other libraries' handlers,
+# registered before bufmgr, run after its before-handler) dropped the last
+# reference to a queue (child: __dealloc__ locked a mutex still locked for the
+# fork) or to a Frame (parent: Frame.__dealloc__ locked the mutex this very
+# thread held for the fork). Each scenario runs in a fresh interpreter, whose
+# fork handlers it registers first; the script bounds its wait for the child
+# and the test bounds the script, so a deadlock fails instead of hanging.
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+
+_SCRIPT_PROLOGUE = """
+import os, sys, time, signal
+def wait_child(pid, deadline_s=10.0):
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+        time.sleep(0.005)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    print("CHILD HUNG", flush=True)
+    return -2
+"""
+
+_IMPORTS = {
+    "c": "from bufmgr._ring import FrameQueue, FrameRing",
+    "python": "from bufmgr._pyqueue import FrameQueue; from bufmgr._pyframering import FrameRing",
+}
+
+
+def _run_fork_script(impl, body, timeout=60):
+    if impl == "c" and NO_EXTENSIONS:
+        pytest.skip("BUFMGR_NO_EXTENSIONS=1: compiled classes not tested")
+    src = _SCRIPT_PROLOGUE + textwrap.dedent(body).replace("IMPORT_IMPL", _IMPORTS[impl])
+    try:
+        proc = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"parent deadlocked around fork(); output so far: {e.stdout!r}")
+    assert "CHILD HUNG" not in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+NO_EXTENSIONS = os.environ.get("BUFMGR_NO_EXTENSIONS", "") not in ("", "0")
+IMPLS = pytest.mark.parametrize("impl", ["c", "python"])
+
+
+@IMPLS
+def test_fork_handler_drops_last_queue_reference(impl):
+    """The issue's deterministic reproducer (the child hung in __dealloc__)."""
+    out = _run_fork_script(impl, """
+        holder = {}
+        os.register_at_fork(before=lambda: holder.clear())  # registered before bufmgr's
+        IMPORT_IMPL
+        holder["q"] = FrameQueue(4)
+        holder["q"].put("item")
+        pid = os.fork()
+        if pid == 0:
+            q2 = FrameQueue(2)
+            q2.put(1)
+            print("child alive", q2.get_nowait(), flush=True)
+            os._exit(0)
+        assert wait_child(pid) == 0
+        print("parent done", flush=True)
+    """)
+    assert "child alive 1" in out and "parent done" in out
+
+
+@IMPLS
+def test_fork_handler_drops_queue_holding_frames(impl):
+    """The dropped queue holds a Frame: its last reference goes when the
+    queue's does, which must wait until the RING's mutex is usable again too
+    (parent: unlocked; child: re-created)."""
+    out = _run_fork_script(impl, """
+        holder = {}
+        os.register_at_fork(before=lambda: holder.clear())
+        IMPORT_IMPL
+        ring = FrameRing(2, 16)
+        ring.put(b"a")
+        ring.put(b"b")
+        q = FrameQueue(4)
+        q.put(ring.get())
+        holder["q"] = q
+        del q
+        pid = os.fork()
+        if pid == 0:
+            s = ring.stats()
+            assert s["held"] == 0 and s["free"] == 1, s
+            print("child alive", bytes(ring.get_nowait()), flush=True)
+            os._exit(0)
+        assert wait_child(pid) == 0
+        s = ring.stats()
+        assert s["held"] == 0 and s["free"] == 1, s
+        print("parent done", bytes(ring.get_nowait()), flush=True)
+    """)
+    assert "child alive b'b'" in out and "parent done b'b'" in out
+
+
+@IMPLS
+def test_fork_handler_drops_last_frame_reference(impl):
+    """A Frame (and a memoryview of another) dropped by a before-fork handler
+    in the forking thread, which holds the ring's mutex for the fork: the
+    parent deadlocked in Frame.__dealloc__. The slots are freed in both."""
+    out = _run_fork_script(impl, """
+        holder = {}
+        os.register_at_fork(before=lambda: holder.clear())
+        IMPORT_IMPL
+        ring = FrameRing(3, 16)
+        for b in (b"a", b"b", b"c"):
+            ring.put(b)
+        holder["frame"] = ring.get()
+        f2 = ring.get()
+        if sys.version_info >= (3, 12) or type(f2).__module__ != "bufmgr._pyframering":
+            holder["view"] = memoryview(f2)
+        f2.release()
+        del f2
+        pid = os.fork()
+        if pid == 0:
+            s = ring.stats()
+            assert s["held"] == 0 and s["free"] == 2, s
+            ring.put(b"child")
+            print("child alive", flush=True)
+            os._exit(0)
+        assert wait_child(pid) == 0
+        s = ring.stats()
+        assert s["held"] == 0 and s["free"] == 2, s
+        print("parent done", flush=True)
+    """)
+    assert "child alive" in out and "parent done" in out
+
+
+@IMPLS
+def test_fork_with_logging_imported_first(impl):
+    """The natural case: logging imported before bufmgr (its before-fork
+    handler then runs after bufmgr's and waits for logging's lock), while a
+    worker thread holding that lock drops its last references to a queue and
+    a ring. Made deterministic: the worker drops them only once the forking
+    thread is waiting for logging's lock inside logging's fork handler."""
+    out = _run_fork_script(impl, """
+        import logging, threading, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)
+        IMPORT_IMPL
+        holder = {"q": FrameQueue(4), "ring": FrameRing(2, 8)}
+        holder["q"].put("x")
+        main = threading.main_thread().ident
+        locked = threading.Event()
+
+        def worker():
+            with logging._lock:
+                locked.set()
+                end = time.monotonic() + 10
+                while time.monotonic() < end:
+                    f = sys._current_frames().get(main)
+                    if f is not None and f.f_code.co_name in ("_acquireLock", "_prepareFork"):
+                        break
+                    time.sleep(0.001)
+                else:
+                    print("forking thread never reached logging's handler", flush=True)
+                holder.clear()  # last references, while fork() is under way
+
+        t = threading.Thread(target=worker)
+        t.start()
+        locked.wait(10)
+        pid = os.fork()
+        if pid == 0:
+            print("child alive", flush=True)
+            os._exit(0)
+        t.join(10)
+        assert not t.is_alive()
+        assert wait_child(pid) == 0
+        print("parent done", flush=True)
+    """)
+    assert "never reached" not in out, out
+    assert "child alive" in out and "parent done" in out

@@ -367,6 +367,29 @@ def test_get_into_bad_buffers(FrameRing):
     assert r.get_into(bytearray(3)) == (3, 0)
 
 
+def test_empty_strided_buffers_are_contiguous(FrameRing):
+    """Issue 11.6: an empty view is C-contiguous whatever its strides
+    (PyBuffer_IsContiguous, numpy); both implementations accept it as a
+    zero-length frame (put) or a zero-byte destination (get_into)."""
+    r = FrameRing(2, 8)
+    seq = r.put(memoryview(b"")[::2])
+    assert seq == 0
+    assert r.put_nowait(memoryview(b"")[::3]) == 1
+    assert r.get_into(memoryview(bytearray(0))[::2]) == (0, 0)
+    with r.get_nowait() as f:
+        assert f.nbytes == 0 and bytes(f) == b"" and f.seq == 1
+    # a non-empty strided view is still refused, an empty read-only one as a target too
+    with pytest.raises(ValueError, match="C-contiguous"):
+        r.put(memoryview(b"abc")[::2])
+    with pytest.raises(TypeError, match="writable"):
+        r.get_into(memoryview(b"")[::2])
+    r.put(b"xy")
+    with pytest.raises(ValueError, match="does not fit"):
+        r.get_into(memoryview(bytearray(0))[::2])  # the frame is larger: nothing changes
+    assert r.get_into(bytearray(2)) == (2, 2)
+    check_quiet(r, size=0, held=0)
+
+
 @needs_numpy
 def test_get_into_numpy(FrameRing):
     r = FrameRing(2, 64)
@@ -905,11 +928,8 @@ def test_pure_twin_reentrant_release_from_finalizer():
         c.frame = r.get()  # only the cycle references it
         del c
     # Force the finalizers to run *inside* a locked section.
-    r._lock()
-    try:
+    with r._mutex:
         gc.collect()  # Frame.__del__ runs here, re-entrantly
         assert len(r._pending) == 4
-    finally:
-        r._unlock()
     all_free(r)
     assert sorted(r._free) == [0, 1, 2, 3]

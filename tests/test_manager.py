@@ -400,9 +400,30 @@ def test_ungrouped_and_custom_components(make):
     assert m.get_performance_stats()["components"]["mic_a"]["group"] == "mics"
 
 
+class ManualTimer:
+    """Stands in for the shared trailing-report timer: records what is
+    scheduled; the test runs the due entries itself (fake clock)."""
+
+    def __init__(self, now):
+        self.now = now
+        self.entries = []
+
+    def schedule(self, due, fn):
+        self.entries.append((due, fn))
+
+    def run_due(self):
+        due = [e for e in self.entries if e[0] <= self.now[0]]
+        self.entries = [e for e in self.entries if e[0] > self.now[0]]
+        for _, fn in sorted(due, key=lambda e: e[0]):
+            fn()
+        return len(due)
+
+
 def test_throttled_reporting(make, monkeypatch):
     now = [1000.0]
     monkeypatch.setattr(manager_mod, "_monotonic", lambda: now[0])
+    timer = ManualTimer(now)
+    monkeypatch.setattr(manager_mod, "_TRAILING", timer)
     coord = Recorder()
     m = make(coord, report_interval=0.5)
     for i in range(10):
@@ -419,6 +440,20 @@ def test_throttled_reporting(make, monkeypatch):
     assert len(coord.updates) == 3
     m.put_buffer("capture_left", b"x")
     assert len(coord.updates) == 3
+    # each component's first update armed a trailing report at its interval's end
+    assert [due for due, _ in timer.entries] == [1000.5, 1000.5]
+    assert timer.run_due() == 2  # at 1000.51
+    # capture_left sent an update since: its trailer moved to that interval;
+    # capture_right's trailer saw its group total change (9 -> 10) and sent it
+    assert coord.updates[3:] == [{"capture_right_queue_size": 1, "capture_queue_size": 10}]
+    assert [due for due, _ in timer.entries] == [1001.01, 1001.01]
+    now[0] = 1001.01
+    assert timer.run_due() == 2
+    # capture_left's trailer reports the put above; capture_right's has nothing new
+    assert coord.updates[4:] == [{"capture_left_queue_size": 9, "capture_queue_size": 10}]
+    assert [due for due, _ in timer.entries] == [1001.51]
+    now[0] = 1001.51
+    assert timer.run_due() == 1 and len(coord.updates) == 5 and timer.entries == []  # idle: no more timers
     m.report_state()  # forced, ignores the interval
     assert coord.state["capture_left_queue_size"] == 9
     m.cleanup()  # the final report

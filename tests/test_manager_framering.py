@@ -68,7 +68,8 @@ def stack(request):
         if NO_EXTENSIONS:
             pytest.skip("BUFMGR_NO_EXTENSIONS=1: compiled classes not tested")
         # No try/except on purpose: an ImportError here must fail loudly.
-        from bufmgr._ring import FrameQueue, FrameRing, ManagerCore
+        from bufmgr._mgrcore import ManagerCore
+        from bufmgr._ring import FrameQueue, FrameRing
 
         assert issubclass(BufferManager, ManagerCore)
         s = Stack("c", FrameQueue, FrameRing, BufferManager)
@@ -507,15 +508,16 @@ def test_ring_reports_sizes(stack):
 
 
 def test_frame_queue_components_keep_the_fast_path(stack):
-    """Ring components never enter the FrameQueue fast-path table, and the
-    ring table holds drop_oldest/drop_newest rings only."""
+    """The put fast-path table holds the puts that never wait: drop_oldest
+    FrameQueues (no refusal counter) and drop_oldest/drop_newest rings (with
+    the counter a refusal bumps)."""
     m = stack.make(queues={
         "a": 4, "b": (4, "drop_newest"), "r": RING,
         "rn": dict(RING, policy="drop_newest"), "rb": dict(RING, policy="block"),
     })
-    assert set(m._put_fast) == {"a"}
-    assert set(m._ring_put) == {"r", "rn"}
-    assert m._ring_put["r"][2] == "refused_underrun" and m._ring_put["rn"][2] == "refused_newest"
+    assert set(m._put_fast) == {"a", "r", "rn"}
+    assert m._put_fast["a"][3] is None
+    assert m._put_fast["r"][3] == "refused_underrun" and m._put_fast["rn"][3] == "refused_newest"
     assert set(m._get_fast) == {"a", "b", "r", "rn", "rb"}
 
 

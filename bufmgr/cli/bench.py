@@ -1073,7 +1073,22 @@ def check_plot_available() -> None:
         raise PlotUnavailable(PLOT_HINT)
 
 
+#: Characters per line of a panel title (7.5-inch panels, 8.5 pt).
+_PLOT_TITLE_CHARS = 78
+
+
 def write_plot(path: str, results: list[Result], title: str) -> None:
+    fig = plot_figure(results, title)
+    import matplotlib.pyplot as plt
+
+    try:
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+
+
+def plot_figure(results: list[Result], title: str) -> Any:
+    """The --plot figure (matplotlib, Agg): one panel per scenario."""
     try:
         import matplotlib
 
@@ -1089,7 +1104,14 @@ def write_plot(path: str, results: list[Result], title: str) -> None:
     n = len(by_sc)
     cols = 2 if n > 1 else 1
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 0.45 * 7 * rows + 1.2 * rows), squeeze=False)
+    # Titles are wrapped to the panel width (they used to run off the edge
+    # and into the neighbouring panel); the row height follows the bars and
+    # the title's lines.
+    title_lines = {key: textwrap.wrap(f"{key}: {rs[0].scenario_title}", _PLOT_TITLE_CHARS)
+                   for key, rs in by_sc.items()}
+    bars_max = max(len(rs) for rs in by_sc.values())
+    row_h = 0.42 * bars_max + 0.2 * max(len(t) for t in title_lines.values()) + 1.4
+    fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, row_h * rows + 0.6), squeeze=False)
     palette = {
         "frame-c": "#1f77b4",
         "frame-py": "#6baed6",
@@ -1099,35 +1121,72 @@ def write_plot(path: str, results: list[Result], title: str) -> None:
         "manager": "#2ca02c",
         "baseline": "#d62728",
     }
+    threaded_any = False
     for ax, (key, rs) in zip(axes.flat, by_sc.items()):
-        labels = [r.implementation for r in rs][::-1]
-        values = [(r.throughput or 0.0) for r in rs][::-1]
-        colors = [palette.get(r.impl_key, "#999999") for r in rs][::-1]
-        bars = ax.barh(labels, values, color=colors)
-        top = max(values) if any(values) else 1.0
-        for bar, r in zip(bars, rs[::-1]):
+        rs = rs[::-1]  # barh draws bottom-up
+        labels = [r.implementation for r in rs]
+        colors = [palette.get(r.impl_key, "#999999") for r in rs]
+        threaded = any(r.kind == "threads" for r in rs)
+        if threaded:
+            # Stacked: delivered per second (solid), dropped by the overflow
+            # policy or refused (hatched, pale), lost (red). The bar's length
+            # is what the producers offered; only the solid part reached a
+            # consumer, so a row that drops most items no longer towers.
+            threaded_any = True
+            delivered, dropped, lost = [], [], []
+            for r in rs:
+                sec = r.seconds if r.available and not r.error and r.seconds else 0.0
+                delivered.append((r.delivered or 0) / sec if sec else 0.0)
+                dropped.append((r.dropped or 0) / sec if sec else 0.0)
+                lost.append((r.lost or 0) / sec if sec else 0.0)
+            ax.barh(labels, delivered, color=colors)
+            ax.barh(labels, dropped, left=delivered, color=colors, alpha=0.3, hatch="///",
+                    edgecolor="#555555", linewidth=0)
+            left2 = [a + b for a, b in zip(delivered, dropped)]
+            ax.barh(labels, lost, left=left2, color="#000000")
+            ends = [a + b for a, b in zip(left2, lost)]
+        else:
+            ends = [(r.throughput or 0.0) for r in rs]
+            ax.barh(labels, ends, color=colors)
+        top = max(ends) if any(ends) else 1.0
+        for y, (r, end) in enumerate(zip(rs, ends)):
             if not r.available:
                 txt = "n/a"
             elif r.error:
                 txt = "error"
+            elif threaded:
+                sec = r.seconds or 0.0
+                txt = _si((r.delivered or 0) / sec if sec else None) + " delivered"
+                offered = r.attempted or 0
+                if r.dropped and offered:
+                    txt += f", {100.0 * r.dropped / offered:.1f}% dropped"
+                if r.lost:
+                    txt += f", LOST {r.lost:,}"
             else:
                 txt = _si(r.throughput)
                 if r.ratio_vs_queue:
                     txt += f"  ({r.ratio_vs_queue:.1f}x Queue)"
-                if r.lost:
-                    txt += f"  LOST {r.lost}"
-            ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, txt, va="center", fontsize=8)
-        ax.set_xlim(0, top * 1.45)
+            ax.text(end + top * 0.01, y, txt, va="center", fontsize=7.5)
+        ax.set_xlim(0, top * 1.6)
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-        ax.set_title(f"{key}: {rs[0].scenario_title}", fontsize=9)
-        ax.set_xlabel(rs[0].unit + " (higher is better)", fontsize=8)
+        ax.set_title("\n".join(title_lines[key]), fontsize=8.5, loc="left")
+        unit = "items/s offered: delivered + dropped + lost" if threaded else rs[0].unit
+        ax.set_xlabel(unit + " (higher is better)", fontsize=8)
         ax.tick_params(labelsize=8)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
+    if threaded_any:
+        from matplotlib.patches import Patch
+
+        fig.legend(
+            handles=[Patch(color="#777777", label="delivered to a consumer"),
+                     Patch(facecolor="#777777", alpha=0.3, hatch="///", label="dropped (overflow policy / refused)"),
+                     Patch(color="#000000", label="lost (bufmgr: never)")],
+            loc="lower center", ncol=3, fontsize=8, frameon=False,
+        )
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.tight_layout(rect=(0, 0.03 if threaded_any else 0, 1, 1))
+    return fig
 
 
 # --------------------------------------------------------------------------
@@ -1160,6 +1219,10 @@ def output_path_problem(path: str) -> str | None:
 
 
 def run(args: Any) -> int:
+    if args.scenario and "processes" in args.scenario:  # between processes: bufmgr/cli/procs.py
+        from . import procs
+
+        return procs.run(args, in_process=run)
     plot_path = args.plot
     for opt, path in (("--json", args.json), ("--plot", plot_path)):
         problem = path and output_path_problem(path)
