@@ -174,7 +174,11 @@ run_version() ( # VERSION; a subshell, so that its exports stay in it
     say "$ver: pip install \".[test,numpy,plot]\": $(elapsed "$t_pip")s (build backend used ${cython_whl:-an unknown Cython})"
 
     # Outside the checkout: the installed, compiled package is what imports.
+    # PYTHONSAFEPATH (as in .ci/freethreaded.sh): children the suite starts
+    # with `python -c` and cwd = the source copy must import the installed,
+    # compiled package, not the uncompiled source one in the cwd.
     unset BUFMGR_NO_EXTENSIONS
+    export PYTHONSAFEPATH=1
     (cd / && "$venv/bin/python" -c "
 import sys, bufmgr
 assert bufmgr.IMPLEMENTATION == 'c', bufmgr.IMPLEMENTATION
