@@ -33,6 +33,7 @@ import random
 import sys
 import threading
 import time
+import warnings
 import weakref
 
 import pytest
@@ -663,7 +664,10 @@ def test_a_loop_closed_with_waiters_pending_leaks_nothing(FrameQueue, kind):
     q = FrameQueue()
     lt = LoopThread(kind)
     reported = []
-    lt.loop.set_exception_handler(lambda loop, ctx: reported.append(ctx))
+    # Keep the message only: asyncio reports the pending task from the task's
+    # own finalizer, and storing ctx (which holds the task) resurrects it;
+    # since 3.15 the collector then leaves the weakref below alive.
+    lt.loop.set_exception_handler(lambda loop, ctx: reported.append(ctx.get("message", "")))
     task_ref = []
 
     async def start():
@@ -691,7 +695,7 @@ def test_a_loop_closed_with_waiters_pending_leaks_nothing(FrameQueue, kind):
         threading.excepthook, sys.unraisablehook = old_hook, old_unraisable
     assert thread_errors == [] and unraisable == []
     # the only report: asyncio's own note that the user's task never finished
-    assert all("destroyed but it is pending" in ctx.get("message", "") for ctx in reported), reported
+    assert all("destroyed but it is pending" in message for message in reported), reported
     assert q.get_nowait() == "item"
 
 
@@ -893,7 +897,6 @@ def test_ring_threads_to_coroutines_conserve_every_frame(FrameRing, loops, live)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+: fork with threads running
 def test_a_forked_child_starts_without_the_parents_waiters(FrameQueue, loops):
     """The parent's loops and coroutines do not exist in a child: its
     registries start empty and its sync calls do nothing asyncio."""
@@ -901,7 +904,13 @@ def test_a_forked_child_starts_without_the_parents_waiters(FrameQueue, loops):
     lt = loops()
     waiter = lt.submit(q.async_get())
     wait_until(lambda: len(getters(q)) == 1)
-    pid = os.fork()
+    # 3.12+ warns about fork with threads running. Ignored here, not by a
+    # filterwarnings mark: the module's "error" mark is applied after a
+    # function's and wins, and 3.15's os.fork raises that error in the
+    # parent (3.12-3.14 only printed it as unraisable).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # child: no pytest machinery from here on, only os._exit
         code = 3
         try:
