@@ -328,3 +328,151 @@ def test_unraisable_tracebacks_do_not_pin_frames():
     gc.collect()
     s = ring.stats()
     assert s["held"] == 0 and s["free"] == ring.slots, f"slot pinned by the storm's accounting: {s}"
+
+
+# ---------------------------------------------------------------------------
+# Deterministic sweep: one interrupt at each eval-breaker boundary (pure twin)
+
+_CALL_OPS = {"CALL", "CALL_FUNCTION", "CALL_METHOD", "CALL_FUNCTION_KW", "CALL_FUNCTION_EX", "CALL_KW"}
+_BACK_OPS = {"JUMP_BACKWARD", "JUMP_ABSOLUTE"}
+
+
+class _InterruptAt:
+    """sys.settrace injector: raise KeyboardInterrupt at the n-th point where
+    CPython can deliver an asynchronous exception -- a function's entry, just
+    after a call that returned, or a backward jump -- counting only frames of
+    the pure FrameRing and of threading (Condition, RLock wrappers). A model
+    of the interpreter's eval-breaker checks, slightly wider than CPython's
+    (it also counts returns from Python-level calls)."""
+
+    def __init__(self, n):
+        import dis
+
+        from bufmgr import _pyframering
+
+        self._dis = dis
+        self.n = n
+        self.seen = 0
+        self.fired = None
+        self._files = {_pyframering.__file__, threading.__file__}
+        self._last = {}
+        self._ops = {}
+
+    def _info(self, code):
+        info = self._ops.get(code)
+        if info is None:
+            ins = list(self._dis.get_instructions(code))
+            info = self._ops[code] = (
+                {i.offset: i.opname for i in ins},
+                {a.offset: b.offset for a, b in zip(ins, ins[1:])},
+            )
+        return info
+
+    def __call__(self, frame, event, arg):
+        if frame.f_code.co_filename not in self._files:
+            return None
+        frame.f_trace_opcodes = True
+        self._last[id(frame)] = None
+        return self._local(frame, event, arg)
+
+    def _local(self, frame, event, arg):
+        if event == "call":
+            eligible = True
+        elif event == "opcode":
+            ops, nxt = self._info(frame.f_code)
+            prev = self._last.get(id(frame))
+            here = frame.f_lasti
+            self._last[id(frame)] = here
+            eligible = prev is not None and (
+                (ops.get(prev) in _CALL_OPS and nxt.get(prev) == here) or ops.get(prev) in _BACK_OPS
+            )
+        else:
+            return self._local
+        if eligible:
+            self.seen += 1
+            if self.seen == self.n:
+                self.fired = (frame.f_code.co_name, frame.f_lineno)
+                raise KeyboardInterrupt  # also switches the tracer off
+        return self._local
+
+
+def _sweep_ops():
+    out = bytearray(64)
+
+    def put_nowait(r):
+        r.put_nowait(b"p" * 48)
+
+    def put_wait(r):
+        r.put(b"p" * 48, True, 0.0005)
+
+    def get_release(r):
+        f = r.get_nowait()
+        f.release()
+
+    def get_with_bytes(r):
+        with r.get(True, 0.0005) as f:
+            bytes(f)
+
+    def get_dropped(r):
+        r.get(True, 0.0005)  # freed by Frame.__del__
+
+    def get_into(r):
+        r.get_into(out, True, 0.0005)
+
+    # (name, queued before, held before, op)
+    return [
+        ("put_nowait/empty", 0, 0, put_nowait),
+        ("put/full", 3, 0, put_wait),
+        ("put_nowait/full-held", 1, 2, put_nowait),
+        ("get_release", 1, 0, get_release),
+        ("get_with_bytes", 1, 0, get_with_bytes),
+        ("get_dropped", 1, 0, get_dropped),
+        ("get_into", 1, 0, get_into),
+        ("get/empty-wait", 0, 0, get_dropped),
+    ]
+
+
+@pytest.mark.parametrize("overflow", POLICIES)
+def test_pure_framering_interrupt_sweep(overflow):
+    """Every eval-breaker boundary of put/get/get_into/Frame.release/__bytes__/
+    __del__ (and of the threading code they call), one interrupt each: the
+    ring must stay usable and every slot accounted for once the interrupted
+    call's frames are gone."""
+    from bufmgr._pyframering import FrameRing as PyFrameRing
+
+    total = 0
+    for name, queued, held, op in _sweep_ops():
+        n = 1
+        while True:
+            ring = PyFrameRing(3, 64, overflow)
+            for _ in range(queued + held):
+                ring.put_nowait(b"q" * 16)
+            keep = [ring.get_nowait() for _ in range(held)]
+            inject = _InterruptAt(n)
+            unraisable = collect_unraisable()
+            with unraisable:
+                sys.settrace(inject)
+                try:
+                    op(ring)
+                except (KeyboardInterrupt, Full, Empty):
+                    pass
+                finally:
+                    sys.settrace(None)
+            others = [u for u in unraisable.summary if u[0] is not KeyboardInterrupt]
+            assert not others, (name, n, inject.fired, others)
+            assert not ring._mutex._is_owned(), (name, n, inject.fired, "lock left owned")
+            del keep[:]  # no gc.collect(): the frames must die by reference counting alone
+            ring.clear()
+            s = ring.stats()
+            where = (overflow, name, n, inject.fired)
+            assert s["held"] == 0 and s["free"] == ring.slots, (where, s)
+            assert s["puts"] == s["gets"] + s["dropped"] + s["cleared"] + s["size"], (where, s)
+            for i in range(ring.slots):
+                assert ring.put_nowait(bytes([i])) is not None, where
+            assert [bytes(ring.get_nowait()) for _ in range(ring.slots)] == [bytes([i]) for i in range(ring.slots)], where
+            if inject.fired is None:
+                break
+            n += 1
+        assert n > 10, (name, "too few interrupt points traced: the injector sees nothing")
+        total += n - 1
+    print(f"{total} interrupt points swept")
