@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Python-level FrameRing/FrameQueue suites (integrity stress included)
+# The Python-level FrameRing/FrameQueue/SharedFrameRing suites (integrity stress included)
 # against an AddressSanitizer build of the extension, in a scratch copy of
 # the tracked sources. Usage: .ci/asan-python.sh [PYTHON] (default: .venv).
 set -euo pipefail
@@ -21,5 +21,6 @@ LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
     "$py" -m pytest -q -p no:cacheprovider \
     tests/test_framering_stress.py tests/test_framering.py tests/test_framering_parity.py \
     tests/test_manager_framering.py tests/test_queue_semantics.py tests/test_policies.py \
-    tests/test_refcounts.py tests/test_concurrency.py
-echo "ASan build of bufmgr._ring: Python suites passed"
+    tests/test_refcounts.py tests/test_concurrency.py \
+    tests/test_shm.py tests/test_shm_processes.py
+echo "ASan build of bufmgr._ring and bufmgr._shm: Python suites passed"

@@ -33,7 +33,9 @@ say "built $(basename "$sdist")"
 tar tzf "$sdist" >"$work/contents"
 for f in include/bufmgr/ring.h include/bufmgr/pool.h include/bufmgr/platform.h \
          bufmgr/_ring.pyx bufmgr/_cring.pxd bufmgr/_cpool.pxd bufmgr/_framering.pxi \
-         bufmgr/_mgrcore.py bufmgr/_mgrcore.pxd bufmgr/_ring.pyi bufmgr/py.typed setup.py pyproject.toml \
+         bufmgr/_mgrcore.py bufmgr/_mgrcore.pxd bufmgr/_compat.pxi bufmgr/_pycompat.py bufmgr/_ring.pyi bufmgr/py.typed \
+         bufmgr/_shm.pyx bufmgr/_cshm.pxd bufmgr/_shm.pyi include/bufmgr/shmring.h \
+         setup.py pyproject.toml tests/typing/check_queue.py tests/typing/check_manager.py \
          tests/conftest.py tests/c/ring_stress.c tests/c/run.sh; do
     grep -q "^bufmgr-[^/]*/$f\$" "$work/contents" || die "sdist lacks $f"
 done
@@ -42,6 +44,15 @@ done
 # a wheel from the sdist alone (pip unpacks it in a temp dir: no checkout around)
 "$work/tools/bin/pip" wheel -q --no-deps -w "$work/wheels" "$sdist" >"$work/wheel.log" 2>&1 \
     || { tail -40 "$work/wheel.log"; die "wheel from the sdist failed"; }
+# the wheel: the compiled module and the sources, never Cython's generated C or HTML
+python3 -m zipfile -l "$work"/wheels/bufmgr-*.whl | awk 'NR > 1 {print $1}' >"$work/wheel-contents"
+for f in bufmgr/_ring.pyi bufmgr/py.typed bufmgr/_ring.pyx bufmgr/_compat.pxi; do
+    grep -qx "$f" "$work/wheel-contents" || die "wheel lacks $f"
+done
+grep -qE '^bufmgr/_ring\..*(so|pyd)$' "$work/wheel-contents" || die "wheel lacks the compiled module"
+! grep -qE '\.(c|html)$' "$work/wheel-contents" \
+    || die "wheel carries generated files: $(grep -E '\.(c|html)$' "$work/wheel-contents" | tr '\n' ' ')"
+say "wheel: $(wc -l <"$work/wheel-contents") files, no generated C/HTML"
 python3 -m venv "$work/user"
 "$work/user/bin/pip" install -q "$work"/wheels/bufmgr-*.whl
 (cd "$work" && "$work/user/bin/python" - <<'PY'
@@ -62,6 +73,10 @@ else:
     raise AssertionError("empty queue returned an item")
 s = q.stats()
 assert (s["puts"], s["gets"], s["dropped"]) == (3, 2, 1), s
+with bufmgr.SharedFrameRing(2, 16) as ring:  # bufmgr._shm compiled and linked (Linux)
+    ring.put(b"frame")
+    with ring.get() as f:
+        assert bytes(f) == b"frame", bytes(f)
 print("wheel from the sdist works:", bufmgr.__file__)
 PY
 )

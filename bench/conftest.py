@@ -35,6 +35,11 @@ TARGETS = (
      "bufmgr FrameQueue-C", 1.5, ">="),
     ("wake ping-pong: FrameQueue-C time / call_soon_threadsafe", "aio-wake", "bufmgr FrameQueue-C",
      "call_soon_threadsafe", 1.10, "<="),
+    # issue 13 (bench/test_bench_processes.py: the same items per round in a group)
+    ("processes 6 MB 1x1: SharedFrameRing put+get / numpy.copyto floor", "processes-frame-1x1", "copyto",
+     "ring-copy", 0.8, ">="),
+    ("processes 64 B 1x1: SharedFrameRing put+get / faster-fifo", "processes-64b-1x1", "faster-fifo",
+     "ring-copy", 10.0, ">="),
 )
 
 

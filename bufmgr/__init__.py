@@ -6,10 +6,20 @@ twin. `IMPLEMENTATION` says which one you got: "c" or "python".
 """
 
 import os as _os
+from typing import TYPE_CHECKING
 
 from ._errors import Empty, Full, ShutDown
 
-if _os.environ.get("BUFMGR_NO_EXTENSIONS", "") not in ("", "0"):
+if TYPE_CHECKING:
+    # Type checkers see the stub's types (bufmgr/_ring.pyi: Literal policies,
+    # Buffer, FrameQueue[T], @final), whichever class is picked at run time:
+    # the pure twins have the same signatures (tests/test_stubs.py).
+    from typing import Literal
+
+    from ._ring import Frame, FrameQueue, FrameRing
+
+    IMPLEMENTATION: Literal["c", "python"]
+elif _os.environ.get("BUFMGR_NO_EXTENSIONS", "") not in ("", "0"):
     from ._pyframering import Frame, FrameRing
     from ._pyqueue import FrameQueue
 
@@ -32,3 +42,7 @@ from .coordinator import StateCoordinator  # noqa: E402
 from .manager import BufferConfig, BufferManager  # noqa: E402
 
 __all__ += ["BufferManager", "BufferConfig", "StateCoordinator"]
+
+from .shm import SharedFrame, SharedFrameRing, SharedSlot  # noqa: E402  (Linux + compiled core)
+
+__all__ += ["SharedFrameRing", "SharedFrame", "SharedSlot"]

@@ -11,6 +11,7 @@ from libc.stdint cimport int64_t, uint64_t
 cdef extern from "bufmgr/pool.h" nogil:
     int BM_REFUSED
     int BM_TOOBIG
+    int64_t BM_POOL_TS_NOW
     size_t BM_POOL_ALIGN
 
     ctypedef enum bm_slot_state:
@@ -21,6 +22,8 @@ cdef extern from "bufmgr/pool.h" nogil:
 
     ctypedef struct bm_slot:
         uint64_t seq
+        uint64_t ordinal
+        uint64_t gap
         int64_t timestamp_ns
         size_t nbytes
         int state
@@ -50,6 +53,11 @@ cdef extern from "bufmgr/pool.h" nogil:
     int bm_pool_reserve_locked(bm_pool *p, int64_t deadline, int *waited, size_t *slot)
     int bm_pool_abort_locked(bm_pool *p, size_t slot)
     int bm_pool_commit_locked(bm_pool *p, size_t slot, size_t nbytes, uint64_t *seq)
+    int bm_pool_commit_ts_locked(bm_pool *p, size_t slot, size_t nbytes, int64_t timestamp_ns,
+                                 uint64_t *seq)
+    size_t bm_pool_queued_at(const bm_pool *p, size_t i)
+    int bm_pool_take_latest_locked(bm_pool *p, int64_t deadline, int *waited, size_t *slot,
+                                   size_t *dropped_slots, size_t *ndropped)
     int bm_pool_take_locked(bm_pool *p, int64_t deadline, int *waited, size_t max_nbytes,
                             int copying, size_t *slot, size_t *need)
     int bm_pool_release_locked(bm_pool *p, size_t slot)

@@ -61,3 +61,16 @@ cdef extern from "bufmgr/ring.h" nogil:
     int bm_ring_task_done_locked(bm_ring *r)
     int bm_ring_join_locked(bm_ring *r, int64_t deadline)
     void bm_ring_stats_locked(const bm_ring *r, bm_stats *s)
+
+    # Watching without taking (FrameQueue's queue.Queue-style not_empty /
+    # not_full / all_tasks_done, bufmgr/_compat.pxi), and the live `queue` view.
+    ctypedef enum bm_watch:
+        BM_WATCH_ITEMS
+        BM_WATCH_ROOM
+        BM_WATCH_ALL_DONE
+    uint64_t bm_ring_events_locked(const bm_ring *r, int kind)
+    int bm_ring_watch_locked(bm_ring *r, int kind, uint64_t seen, const uint64_t *kick,
+                             uint64_t kick_seen, int64_t deadline)
+    void bm_ring_kick_locked(bm_ring *r, int kind)
+    int bm_ring_set_unfinished_locked(bm_ring *r, size_t n)
+    void *bm_ring_peek_locked(const bm_ring *r, size_t i)

@@ -14,11 +14,13 @@ import sys
 Full = queue.Full
 Empty = queue.Empty
 
-try:  # Python 3.13+: be the stdlib's exception, so `except queue.ShutDown` works.
-    ShutDown = queue.ShutDown  # type: ignore[attr-defined]
-except AttributeError:  # pragma: no cover - exercised on 3.10-3.12
+# A version check, not try/except AttributeError: type checkers then see one
+# definition per Python version (no `type: ignore` that is unused on 3.13).
+if sys.version_info >= (3, 13):  # be the stdlib's exception, so `except queue.ShutDown` works
+    ShutDown = queue.ShutDown
+else:  # pragma: no cover - exercised on 3.10-3.12
 
-    class ShutDown(Exception):  # type: ignore[no-redef]
+    class ShutDown(Exception):
         """Raised when put/get is called on a FrameQueue that was shut down."""
 
 
@@ -43,6 +45,16 @@ def check_maxsize(maxsize: object) -> int:
     if maxsize > (1 << 62):
         raise ValueError(f"maxsize is too large: {maxsize}")
     return int(maxsize) if maxsize > 0 else 0  # plain int, also for bool/subclasses
+
+
+def check_bounded_policy(maxsize: int, overflow: str) -> None:
+    """A drop policy acts only when the queue is full: unbounded, it would
+    silently never drop (and hold everything). Refuse the combination."""
+    if overflow != "block" and maxsize <= 0:
+        raise ValueError(
+            f"overflow={overflow!r} needs a bound: maxsize must be > 0, got {maxsize} "
+            "(maxsize <= 0 means unbounded, which never drops)"
+        )
 
 
 def check_timeout(timeout: object) -> float | None:

@@ -46,6 +46,15 @@ Locking (the FrameQueue twin's rules, adapted):
   held by get_into) is recorded in that call's ``box`` the moment it is
   taken; if the call is interrupted before handing it on, it parks the slot
   in ``_pending`` (no lock needed) and the next critical section frees it.
+
+Capture features (issue 14): a queued slot also carries the producer's
+timestamp, a reference to its ``metadata`` object and its put ordinal (the
+``_puts`` count when the put was counted, refused puts included; a delivered
+frame's ``gap`` is its ordinal minus the previous delivery's + 1). The
+metadata reference is moved, never dropped, under the lock: to the Frame
+(get), into the call's ``box`` (get_into, an evicting put) or into a list
+the caller keeps until after its ``with`` block (clear, shutdown,
+get_latest), so a finalizer it triggers runs with the lock released.
 """
 
 from __future__ import annotations
@@ -61,7 +70,15 @@ from typing import Any
 
 from . import _aio
 from . import _framering_common as _common
-from ._errors import WAIT_SLICE_S, Empty, Full, ShutDown, check_timeout, pickle_error
+from ._errors import (
+    WAIT_SLICE_S,
+    Empty,
+    Full,
+    ShutDown,
+    check_max_items,
+    check_timeout,
+    pickle_error,
+)
 
 __all__ = ["FrameRing", "Frame"]
 
@@ -122,6 +139,7 @@ class Frame:
     __slots__ = (
         "_ring", "_slot", "_seq", "_timestamp_ns", "_nbytes",
         "_released", "_exports", "_pinned", "_token",
+        "_gap", "_metadata", "_shape", "_typed",
     )  # no __weakref__: like the compiled Frame
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Frame:
@@ -137,6 +155,10 @@ class Frame:
         self._exports = 0
         self._pinned = False
         self._token = None
+        self._gap = 0
+        self._metadata = None
+        self._shape = None  # the exported shape; None: flat bytes
+        self._typed = False  # exported with the ring's dtype
         return self
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -149,13 +171,39 @@ class Frame:
 
     @property
     def timestamp_ns(self) -> int:
-        """time.monotonic_ns() when the frame was queued."""
+        """The producer's ``put(timestamp_ns=)``, else time.monotonic_ns()
+        when the frame was queued."""
         return self._timestamp_ns
 
     @property
     def nbytes(self) -> int:
         """Size of the frame in bytes (<= the ring's frame_bytes)."""
         return self._nbytes
+
+    @property
+    def gap(self) -> int:
+        """Frames lost ring-wide (dropped, refused, cleared) between the
+        frame delivered before this one (by any consumer) and this one."""
+        return self._gap
+
+    @property
+    def metadata(self) -> Any:
+        """The ``put(metadata=)`` object (or None), kept with the frame."""
+        return self._metadata
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape numpy.asarray(frame) has: the ring's shape for a full
+        frame of a ring made with shape=, else (nbytes // itemsize,)."""
+        shape = self._shape
+        return (self._nbytes,) if shape is None else shape
+
+    @property
+    def dtype(self) -> Any:
+        """The ring's numpy dtype when the frame is exported with it (a full
+        frame of a ring made with dtype=); None for flat bytes (uint8)."""
+        ring = self._ring
+        return ring._dtype if self._typed and ring is not None else None
 
     # ---- data access ----------------------------------------------------------
 
@@ -191,10 +239,11 @@ class Frame:
         if ring is None:
             raise _common.frame_released()
         ring._pin(self)  # raises ValueError if released
+        shape = self._shape
         return {
             "version": 3,
-            "shape": (self._nbytes,),
-            "typestr": "|u1",
+            "shape": (self._nbytes,) if shape is None else shape,
+            "typestr": ring._dtype.str if self._typed else "|u1",
             "data": (ring._address + self._slot * ring._frame_bytes, True),
         }
 
@@ -229,7 +278,9 @@ class Frame:
             self._ring = None
 
     def __repr__(self) -> str:
-        return _common.frame_repr(self._seq, self._nbytes, self._released or self._ring is None)
+        return _common.frame_repr(
+            self._seq, self._nbytes, self._released or self._ring is None, self._gap
+        )
 
     def __reduce__(self) -> Any:
         raise _common.frame_pickle_error()
@@ -271,10 +322,27 @@ class FrameRing:
         "_getters_waiting", "_putters_waiting", "_next_seq", "_held",
         "_puts", "_gets", "_dropped", "_cleared", "_underruns", "_high_water",
         "_waiting", "_aio", "_aio_getters", "_aio_putters", "_aio_room", "__weakref__",
+        "_ordinals", "_metas", "_has_meta", "_next_delivery",
+        "_shape", "_dtype", "_format", "_full_shape",
     )
 
-    def __init__(self, slots: int, frame_bytes: int, overflow: str = "drop_oldest") -> None:
-        slots, frame_bytes, overflow = _common.check_ring_args(slots, frame_bytes, overflow)
+    def __init__(
+        self,
+        slots: int,
+        frame_bytes: int | None = None,
+        overflow: str = "drop_oldest",
+        *,
+        shape: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        slots, frame_bytes, overflow, shape, dt, fmt, itemsize = (
+            _common.check_ring_geometry_args(slots, frame_bytes, overflow, shape, dtype)
+        )
+        self._shape = shape
+        self._dtype = dt
+        self._format = fmt
+        # the shape a full frame exports (None: flat bytes); partial frames are flat
+        self._full_shape = _common.frame_geometry(frame_bytes, frame_bytes, shape, itemsize, dt is not None)
         self._slots = slots
         self._frame_bytes = frame_bytes
         self._overflow = overflow
@@ -295,6 +363,10 @@ class FrameRing:
         self._nbytes = [0] * slots
         self._seqs = [0] * slots
         self._stamps = [0] * slots
+        self._ordinals = [0] * slots  # queued: the put's ordinal (gaps)
+        self._metas: list[Any] = [None] * slots  # queued: the put's metadata object
+        self._has_meta = False  # a put ever passed metadata (clear/get_latest collect then)
+        self._next_delivery = 0  # ordinal of the last frame delivered + 1
         self._free = list(range(slots - 1, -1, -1))  # a stack: pop() gives slot 0 first
         self._queued: deque[int] = deque()
         self._pending: list[int] = []  # slots freed by re-entrant finalizers / interrupted calls
@@ -401,16 +473,20 @@ class FrameRing:
 
     # ---- slot transitions (lock held) -----------------------------------------------
 
-    def _drop_queued(self) -> int:
+    def _drop_queued(self, dead: list[Any]) -> int:
         """queued -> free for every queued frame, each counted as cleared
-        as it goes; return how many."""
+        as it goes; return how many. Their metadata objects go into ``dead``,
+        which the caller keeps until it has left its ``with`` block."""
         queued = self._queued
-        state, free = self._state, self._free
+        state, free, metas = self._state, self._free, self._metas
+        if self._has_meta:  # before any store: an interrupt here changes nothing
+            dead.extend([metas[s] for s in queued])
         n = 0
         while queued:
             slot = queued[0]
             del queued[0]
             state[slot] = _FREE
+            metas[slot] = None  # `dead` keeps the object
             self._cleared += 1
             n += 1
             free.append(slot)
@@ -440,6 +516,8 @@ class FrameRing:
                     return
                 slot = queued[0]  # evict the oldest queued frame
                 box[0] = slot
+                box[1] = self._metas[slot]  # released by put, after unlocking
+                self._metas[slot] = None
                 self._state[slot] = _WRITING
                 self._dropped += 1
                 del queued[0]
@@ -512,6 +590,13 @@ class FrameRing:
                 view = part.toreadonly()
             finally:
                 part.release()
+            shape = frame._shape
+            if shape is not None:  # a full frame of a ring made with shape/dtype
+                try:
+                    typed = view.cast(self._format, shape)
+                finally:
+                    view.release()  # `typed` keeps the managed buffer
+                view = typed
             frame._exports += 1
             return view
 
@@ -570,17 +655,32 @@ class FrameRing:
 
     # ---- producers ---------------------------------------------------------------------
 
-    def put(self, buffer: Any, block: bool = True, timeout: float | None = None) -> int | None:
+    def put(
+        self,
+        buffer: Any,
+        block: bool = True,
+        timeout: float | None = None,
+        *,
+        timestamp_ns: int | None = None,
+        metadata: Any = None,
+    ) -> int | None:
         """Copy ``buffer`` (any C-contiguous buffer of at most frame_bytes bytes)
-        into a slot; return its sequence number, or None if the policy refused it."""
+        into a slot; return its sequence number, or None if the policy refused it.
+
+        ``timestamp_ns`` (an int >= 0, e.g. the device's) becomes the frame's
+        timestamp instead of the monotonic time at put; ``metadata`` (any
+        object) is kept with the frame (frame.metadata)."""
         block = bool(block)
         src = _byte_view(buffer, False)
-        box = [-1]  # the slot this call owns (writing) until it is queued
+        # [the slot this call owns (writing) until it is queued, the metadata
+        # of a frame it evicted (released when this call returns)]
+        box: list[Any] = [-1, None]
         try:
             nbytes = src.nbytes
             if nbytes > self._frame_bytes:
                 raise _common.frame_too_large(nbytes, self._frame_bytes)
             deadline = _deadline(block, timeout)
+            stamp = -1 if timestamp_ns is None else _common.check_timestamp(timestamp_ns)
             self._refuse_reentry()
             with self._mutex:
                 if self._pending:
@@ -592,7 +692,8 @@ class FrameRing:
             if nbytes:
                 # lock not held: we own the slot (slice assignment makes no view)
                 self._views[slot][:nbytes] = src
-            stamp = _monotonic_ns()
+            if stamp < 0:
+                stamp = _monotonic_ns()
             with self._mutex:
                 if self._shutdown:
                     raise ShutDown  # the slot is freed below
@@ -604,6 +705,10 @@ class FrameRing:
                 self._seqs[slot] = seq
                 self._nbytes[slot] = nbytes
                 self._stamps[slot] = stamp
+                self._ordinals[slot] = self._puts
+                self._metas[slot] = metadata  # a free slot's is None
+                if metadata is not None:
+                    self._has_meta = True
                 self._state[slot] = _QUEUED
                 box[0] = -1
                 self._puts += 1
@@ -626,9 +731,43 @@ class FrameRing:
             if self._aio_room:
                 self._aio_wake_room()
 
-    def put_nowait(self, buffer: Any) -> int | None:
-        """Equivalent to ``put(buffer, False)``."""
-        return self.put(buffer, False)
+    def put_nowait(
+        self, buffer: Any, *, timestamp_ns: int | None = None, metadata: Any = None
+    ) -> int | None:
+        """Equivalent to ``put(buffer, False, timestamp_ns=..., metadata=...)``."""
+        return self.put(buffer, False, timestamp_ns=timestamp_ns, metadata=metadata)
+
+    def put_many(
+        self, buffers: Any, block: bool = True, timeout: float | None = None
+    ) -> list[int | None]:
+        """Put every buffer in order (the overflow policy applied to each);
+        return one entry per buffer: its seq, or None where a drop policy
+        refused it.
+
+        Every buffer is checked first (TypeError / ValueError before anything
+        is queued). Under "block" it waits for room for the rest; ``timeout``
+        bounds the whole call. If it stops early (Full, ShutDown) the frames
+        before the failing one stay queued and the exception propagates."""
+        block = bool(block)
+        deadline = _deadline(block, timeout)  # validate before consuming `buffers`
+        batch = list(buffers)
+        frame_bytes = self._frame_bytes
+        for buffer in batch:
+            view = _byte_view(buffer, False)
+            try:
+                if view.nbytes > frame_bytes:
+                    raise _common.frame_too_large(view.nbytes, frame_bytes)
+            finally:
+                view.release()
+        if not batch and self._shutdown:
+            raise ShutDown
+        out: list[int | None] = []
+        for buffer in batch:
+            if deadline is None:
+                out.append(self.put(buffer, block))
+            else:
+                out.append(self.put(buffer, True, max(0.0, deadline - _monotonic())))
+        return out
 
     # ---- consumers ---------------------------------------------------------------------
 
@@ -653,6 +792,11 @@ class FrameRing:
                 frame._seq = self._seqs[slot]
                 frame._timestamp_ns = self._stamps[slot]
                 frame._nbytes = self._nbytes[slot]
+                ordinal = self._ordinals[slot]
+                frame._gap = ordinal - self._next_delivery
+                self._next_delivery = ordinal + 1
+                frame._metadata = self._metas[slot]  # the slot's reference moves to the frame
+                self._metas[slot] = None
                 self._holders[slot] = holder
                 frame._slot = slot
                 frame._ring = self
@@ -660,7 +804,80 @@ class FrameRing:
         finally:
             if self._aio_room:
                 self._aio_wake_room()
+        if self._full_shape is not None and frame._nbytes == self._frame_bytes:
+            frame._shape = self._full_shape
+            frame._typed = self._dtype is not None
         return frame
+
+    def get_latest(self, block: bool = True, timeout: float | None = None) -> Frame:
+        """Remove the NEWEST frame and return it as a held Frame; every older
+        queued frame is dropped (counted in ``dropped``, and in the frame's
+        ``gap``). Waits like get(). A frame is never returned twice."""
+        block = bool(block)
+        deadline = _deadline(block, timeout)
+        frame = _new_frame()
+        holder = weakref.ref(frame._token)
+        dead: list[Any] = []  # metadata of the dropped frames: released after unlocking
+        self._refuse_reentry()
+        try:
+            with self._mutex:
+                if self._pending:
+                    self._flush_pending()
+                self._await_queued(block, deadline)
+                queued = self._queued
+                state, free, metas = self._state, self._free, self._metas
+                if self._has_meta:  # before any store
+                    dead.extend([metas[s] for s in queued])
+                while len(queued) > 1:  # each pass one whole transition, the call last
+                    slot = queued[0]
+                    del queued[0]
+                    state[slot] = _FREE
+                    metas[slot] = None
+                    self._dropped += 1
+                    if self._aio_putters:
+                        self._aio_room += 1
+                    free.append(slot)
+                    if self._putters_waiting:
+                        self._not_full.notify()
+                slot = queued[0]
+                # as get(): stores only
+                state[slot] = _HELD
+                self._held += 1
+                self._gets += 1
+                frame._seq = self._seqs[slot]
+                frame._timestamp_ns = self._stamps[slot]
+                frame._nbytes = self._nbytes[slot]
+                ordinal = self._ordinals[slot]
+                frame._gap = ordinal - self._next_delivery
+                self._next_delivery = ordinal + 1
+                frame._metadata = metas[slot]
+                metas[slot] = None
+                self._holders[slot] = holder
+                frame._slot = slot
+                frame._ring = self
+                del queued[0]
+        finally:
+            if self._aio_room:
+                self._aio_wake_room()
+        del dead  # the dropped frames' metadata, lock released
+        if self._full_shape is not None and frame._nbytes == self._frame_bytes:
+            frame._shape = self._full_shape
+            frame._typed = self._dtype is not None
+        return frame
+
+    def get_many(
+        self, max_items: int, block: bool = True, timeout: float | None = None
+    ) -> list[Frame]:
+        """Wait like get() for the first frame, then take up to ``max_items``
+        frames in all (oldest first) without waiting again."""
+        limit = check_max_items(max_items)
+        frames = [self.get(block, timeout)]
+        while len(frames) < limit:
+            try:
+                frames.append(self.get(False))
+            except (Empty, ShutDown):  # none left now (ShutDown: and shut down)
+                break
+        return frames
 
     def get_nowait(self) -> Frame:
         """Equivalent to ``get(False)``."""
@@ -675,7 +892,9 @@ class FrameRing:
         """
         block = bool(block)
         dst = _byte_view(buffer, True)
-        box = [-1]  # the slot this call holds until it is freed
+        # [the slot this call holds until it is freed, its frame's metadata
+        # (released when this call returns, lock not held)]
+        box: list[Any] = [-1, None]
         try:
             size = dst.nbytes
             deadline = _deadline(block, timeout)
@@ -690,6 +909,10 @@ class FrameRing:
                 if nbytes > size:
                     raise _common.buffer_too_small(nbytes, size)
                 seq = self._seqs[slot]
+                ordinal = self._ordinals[slot]
+                self._next_delivery = ordinal + 1
+                box[1] = self._metas[slot]
+                self._metas[slot] = None
                 self._holders[slot] = None  # held by this call (box), not a frame
                 box[0] = slot
                 self._state[slot] = _HELD
@@ -756,11 +979,12 @@ class FrameRing:
     def clear(self) -> int:
         """Drop every queued frame (counted as cleared); return how many.
         Held frames stay valid."""
+        dead: list[Any] = []  # the frames' metadata: released after unlocking
         self._refuse_reentry()
         with self._mutex:
             if self._pending:
                 self._flush_pending()
-            n = self._drop_queued()
+            n = self._drop_queued(dead)
         if self._aio_room:
             self._aio_wake_room()
         return n
@@ -770,6 +994,7 @@ class FrameRing:
         ``immediate`` also drops the queued frames (counted as cleared);
         held frames stay valid until released."""
         immediate = bool(immediate)
+        dead: list[Any] = []  # the cleared frames' metadata: released after unlocking
         self._refuse_reentry()
         with self._mutex:
             if self._pending:
@@ -778,7 +1003,7 @@ class FrameRing:
             if self._shutdown < mode:
                 self._shutdown = mode
             if immediate:
-                self._drop_queued()
+                self._drop_queued(dead)
             self._not_empty.notify_all()
             self._not_full.notify_all()
             self._aio_room = 0  # every coroutine is woken below
@@ -828,6 +1053,18 @@ class FrameRing:
         return self._overflow
 
     @property
+    def shape(self) -> tuple[int, ...] | None:
+        """The frame shape given at construction (numpy views of full frames
+        have it), or None."""
+        return self._shape
+
+    @property
+    def dtype(self) -> Any:
+        """The numpy dtype given at construction (views of full frames have
+        it), or None (frames are uint8 bytes)."""
+        return self._dtype
+
+    @property
     def is_shutdown(self) -> bool:
         """True once shutdown() was called."""
         return self._shutdown != _RUNNING
@@ -837,6 +1074,14 @@ class FrameRing:
     def async_get(self, timeout: float | None = None) -> Any:
         """Coroutine: get() without blocking the event loop (Empty on timeout)."""
         return _aio.get(self, timeout)
+
+    def async_get_latest(self, timeout: float | None = None) -> Any:
+        """Coroutine: get_latest() without blocking the event loop (Empty on timeout)."""
+        return _aio.get_latest(self, timeout)
+
+    def async_get_many(self, max_items: int, timeout: float | None = None) -> Any:
+        """Coroutine: get_many() without blocking the event loop (Empty on timeout)."""
+        return _aio.get_many(self, max_items, timeout)
 
     def async_put(self, buffer: Any, timeout: float | None = None) -> Any:
         """Coroutine: put() without blocking the event loop (Full on timeout);

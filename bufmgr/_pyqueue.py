@@ -33,11 +33,13 @@ interrupt can land anywhere and still leave the lock free and the queue usable.
 
 from __future__ import annotations
 
+import operator
 import os
 import threading
 from threading import get_ident as _get_ident
 import weakref
 from collections import deque
+from types import GenericAlias
 from time import monotonic as _monotonic
 from typing import Any, Iterable
 
@@ -48,12 +50,14 @@ from ._errors import (
     Empty,
     Full,
     ShutDown,
+    check_bounded_policy,
     check_max_items,
     check_maxsize,
     check_overflow,
     check_timeout,
     pickle_error,
 )
+from ._pycompat import compat_of
 
 __all__ = ["FrameQueue"]
 
@@ -77,7 +81,8 @@ class FrameQueue:
 
     ``maxsize <= 0`` means unbounded. ``overflow`` is ``"block"`` (put waits
     for room), ``"drop_oldest"`` (put evicts and returns the oldest item) or
-    ``"drop_newest"`` (put refuses and returns the new item).
+    ``"drop_newest"`` (put refuses and returns the new item); a drop policy
+    needs ``maxsize > 0``. Final, like the compiled class.
     """
 
     __slots__ = (
@@ -85,12 +90,16 @@ class FrameQueue:
         "_not_full", "_all_tasks_done", "_shutdown", "_unfinished",
         "_getters_waiting", "_putters_waiting", "_joiners_waiting",
         "_puts", "_gets", "_dropped", "_cleared", "_waits", "_high_water",
+        "_maxsize_arg", "_compat",
         "_waiting", "_aio", "_aio_getters", "_aio_putters", "__weakref__",
     )
 
     def __init__(self, maxsize: int = 0, overflow: str = "block") -> None:
         self._maxsize = check_maxsize(maxsize)
         self._overflow = check_overflow(overflow)
+        check_bounded_policy(maxsize, overflow)
+        self._maxsize_arg = int(maxsize)  # as given, like queue.Queue (-1 stays -1)
+        self._compat = None  # queue.Queue-style mutex/conditions/view (_pycompat), on first use
         self._policy = _POLICIES[overflow]
         self._queue: deque[Any] = deque()
         # RLock: re-entry from a finalizer raises instead of deadlocking
@@ -459,8 +468,8 @@ class FrameQueue:
 
     @property
     def maxsize(self) -> int:
-        """The capacity given at construction (0 = unbounded)."""
-        return self._maxsize
+        """The capacity given at construction (<= 0 = unbounded), as given."""
+        return self._maxsize_arg
 
     @property
     def overflow(self) -> str:
@@ -469,8 +478,62 @@ class FrameQueue:
 
     @property
     def unfinished_tasks(self) -> int:
-        """Items put and not yet task_done()'d, dropped or cleared."""
+        """Items put and not yet task_done()'d, dropped or cleared. May be
+        lowered (``q.unfinished_tasks = 0``, the queue.Queue idiom), never raised."""
         return self._unfinished
+
+    @unfinished_tasks.setter
+    def unfinished_tasks(self, value: int) -> None:
+        n = operator.index(value)
+        if n < 0:
+            raise ValueError(f"unfinished_tasks must be >= 0, got {n}")
+        self._refuse_reentry()
+        with self._mutex:
+            ok = n <= self._unfinished
+            if ok:
+                self._retire(self._unfinished - n)
+        if not ok:
+            raise ValueError(
+                "unfinished_tasks can only be lowered (queue.Queue's "
+                f"`q.unfinished_tasks = 0` idiom), not raised to {n}"
+            )
+
+    def __bool__(self) -> bool:
+        return True  # like queue.Queue: `q or FrameQueue()` keeps an empty queue
+
+    __class_getitem__: Any = classmethod(GenericAlias)  # FrameQueue[int], like queue.Queue[int]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The compiled class is final (its hot path calls no Python hooks);
+        # the twin refuses the same, so code cannot depend on a difference.
+        raise TypeError("type 'bufmgr.FrameQueue' is not an acceptable base type (it is final)")
+
+    # queue.Queue's public internals, for code written against them; see
+    # bufmgr/_pycompat.py for what they are (and what they cannot be).
+    @property
+    def mutex(self) -> Any:
+        """A lock for queue.Queue-style code; it does not block this queue's operations."""
+        return compat_of(self).mutex
+
+    @property
+    def not_empty(self) -> Any:
+        """A Condition on ``mutex`` whose wait() returns when an item is put."""
+        return compat_of(self).not_empty
+
+    @property
+    def not_full(self) -> Any:
+        """A Condition on ``mutex`` whose wait() returns when a place is freed."""
+        return compat_of(self).not_full
+
+    @property
+    def all_tasks_done(self) -> Any:
+        """A Condition on ``mutex`` whose wait() returns when no task is unfinished."""
+        return compat_of(self).all_tasks_done
+
+    @property
+    def queue(self) -> Any:
+        """A live deque-like view of the queued items (each operation atomic)."""
+        return compat_of(self).queue
 
     @property
     def is_shutdown(self) -> bool:
@@ -524,7 +587,7 @@ class FrameQueue:
         with self._mutex:
             size, dropped, shut = len(self._queue), self._dropped, self._shutdown
         return (
-            f"<bufmgr.FrameQueue size={size} maxsize={self._maxsize} "
+            f"<bufmgr.FrameQueue size={size} maxsize={self._maxsize_arg} "
             f"overflow={self._overflow!r} dropped={dropped}{' shutdown' if shut else ''}>"
         )
 
@@ -543,10 +606,10 @@ class FrameQueue:
 # exist in the child. Queued items and counters are kept. The list of queues
 # is re-read if another thread creates one while it is being copied.
 _live_queues: "weakref.WeakSet[FrameQueue]" = weakref.WeakSet()
-_locked_for_fork: list = []
+_locked_for_fork: "list[FrameQueue]" = []
 
 
-def _snapshot_live_queues() -> list:
+def _snapshot_live_queues() -> "list[FrameQueue]":
     while True:
         try:
             return list(_live_queues)

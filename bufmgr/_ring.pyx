@@ -27,6 +27,7 @@ from bufmgr._cring cimport *
 
 import os
 import weakref
+from types import GenericAlias as _GenericAlias
 
 from bufmgr import _aio, _errors
 from bufmgr._errors import Empty, Full, ShutDown
@@ -229,7 +230,9 @@ cdef class FrameQueue:
     over a C ring of object references (zero copy). ``overflow`` says what a
     put does when ``maxsize`` items are queued: "block" (like queue.Queue),
     "drop_oldest" (evict the oldest, return it) or "drop_newest" (refuse the
-    new item, return it). ``maxsize <= 0`` means unbounded.
+    new item, return it). ``maxsize <= 0`` means unbounded (kept as given,
+    like queue.Queue); a drop policy needs ``maxsize > 0`` (ValueError).
+    Final: subclassing raises TypeError (no _put/_get hooks to override).
     """
 
     cdef bm_ring ring
@@ -240,7 +243,8 @@ cdef class FrameQueue:
     cdef int detached
     cdef bint held
     cdef readonly object overflow
-    cdef readonly Py_ssize_t maxsize
+    cdef readonly object maxsize  # as given, like queue.Queue (-1 stays -1); the ring has the bound
+    cdef object compat            # _QueueCompat (bufmgr/_compat.pxi), made on first use
     # asyncio (bufmgr/_aio.py): the registries, made on first use, and flags
     # that are non-zero only while a coroutine waits for an item / for room
     # (BM_AIO_LOAD/STORE). Every call that adds items or frees room tests
@@ -254,10 +258,11 @@ cdef class FrameQueue:
     def __cinit__(self, maxsize=0, overflow="block"):
         cdef Py_ssize_t m = _errors.check_maxsize(maxsize)
         _errors.check_overflow(overflow)
+        _errors.check_bounded_policy(maxsize, overflow)
         if bm_ring_init(&self.ring, <size_t>m, _POLICIES[overflow]) != BM_OK:
             raise MemoryError("bufmgr: could not create the queue's mutex/conditions")
         self.ready = True
-        self.maxsize = m
+        self.maxsize = int(maxsize)
         self.overflow = overflow
         _live_queues.add(self)
 
@@ -603,16 +608,53 @@ cdef class FrameQueue:
 
     def full(self):
         """True if maxsize items are queued now (never for unbounded)."""
-        return self.maxsize > 0 and self.qsize() >= <size_t>self.maxsize
+        return self.ring.maxsize > 0 and self.qsize() >= self.ring.maxsize
 
     @property
     def unfinished_tasks(self):
-        """Items put and not yet task_done(), dropped or cleared."""
+        """Items put and not yet task_done(), dropped or cleared. May be
+        lowered (``q.unfinished_tasks = 0``, the queue.Queue idiom), never raised."""
         cdef size_t n
         _enter(self)
         n = self.ring.unfinished
         _leave(self)
         return n
+
+    @unfinished_tasks.setter
+    def unfinished_tasks(self, value):
+        _set_unfinished(self, value)
+
+    def __bool__(self):
+        return True  # like queue.Queue: `q or FrameQueue()` keeps an empty queue
+
+    __class_getitem__ = classmethod(_GenericAlias)  # FrameQueue[int], like queue.Queue[int]
+
+    # queue.Queue's public internals, for code written against them: see
+    # bufmgr/_compat.pxi for what they are (and what they cannot be).
+    @property
+    def mutex(self):
+        """A lock for queue.Queue-style code; it does not block this queue's operations."""
+        return _compat_of(self).mutex
+
+    @property
+    def not_empty(self):
+        """A Condition on ``mutex`` whose wait() returns when an item is put."""
+        return _compat_of(self).not_empty
+
+    @property
+    def not_full(self):
+        """A Condition on ``mutex`` whose wait() returns when a place is freed."""
+        return _compat_of(self).not_full
+
+    @property
+    def all_tasks_done(self):
+        """A Condition on ``mutex`` whose wait() returns when no task is unfinished."""
+        return _compat_of(self).all_tasks_done
+
+    @property
+    def queue(self):
+        """A live deque-like view of the queued items (each operation atomic)."""
+        return _compat_of(self).queue
 
     @property
     def is_shutdown(self):
@@ -637,7 +679,7 @@ cdef class FrameQueue:
             "cleared": s.cleared,
             "high_water": s.high_water,
             "size": s.size,
-            "maxsize": self.maxsize,
+            "maxsize": self.ring.maxsize,
             "waits": s.waits,
         }
 
@@ -875,3 +917,5 @@ def _fork_after_child():
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_fork_before, after_in_parent=_fork_after_parent,
                         after_in_child=_fork_after_child)
+# queue.Queue's mutex/not_empty/not_full/all_tasks_done/queue (issue #14): bufmgr/_compat.pxi.
+include "_compat.pxi"

@@ -495,6 +495,7 @@ def _parse_spec(component: str, spec: Any) -> Tuple[int, str, Any, Optional[int]
     group: Any = ...  # "derive from the name"
     overflow = "drop_oldest"
     frame_bytes = None  # None: a FrameQueue component
+    explicit_overflow = False
     if isinstance(spec, bool):
         raise TypeError(f"queue spec for {component!r}: maxsize must be an int, not 'bool'")
     if isinstance(spec, int):
@@ -508,6 +509,7 @@ def _parse_spec(component: str, spec: Any) -> Tuple[int, str, Any, Optional[int]
         if "maxsize" not in spec:
             raise TypeError(f"queue spec for {component!r}: 'maxsize' is required")
         maxsize = spec["maxsize"]
+        explicit_overflow = "overflow" in spec or "policy" in spec
         overflow = spec.get("overflow", spec.get("policy", overflow))
         if "group" in spec:
             group = spec["group"]
@@ -516,6 +518,7 @@ def _parse_spec(component: str, spec: Any) -> Tuple[int, str, Any, Optional[int]
         frame_bytes = spec.get("frame_bytes")
     elif isinstance(spec, tuple) and len(spec) == 2:
         maxsize, overflow = spec
+        explicit_overflow = True
     else:
         raise TypeError(
             f"queue spec for {component!r} must be a maxsize int, a (maxsize, overflow) "
@@ -528,6 +531,16 @@ def _parse_spec(component: str, spec: Any) -> Tuple[int, str, Any, Optional[int]
             f"queue spec for {component!r}: overflow must be one of "
             f"'block', 'drop_oldest', 'drop_newest', not {overflow!r}"
         )
+    if maxsize <= 0 and overflow != "block" and frame_bytes is None:
+        # FrameQueue refuses a drop policy without a bound (it would never
+        # drop). An unbounded component with the default policy simply has
+        # nothing to drop; a drop policy asked for by name is a mistake.
+        if explicit_overflow:
+            raise ValueError(
+                f"queue spec for {component!r}: overflow={overflow!r} needs maxsize > 0, "
+                f"got {maxsize} (maxsize <= 0 means unbounded, which never drops)"
+            )
+        overflow = "block"
     if frame_bytes is not None:
         if isinstance(frame_bytes, bool) or not isinstance(frame_bytes, int):
             raise TypeError(

@@ -26,7 +26,7 @@ import time
 import pytest
 
 from bufmgr._errors import Empty, Full
-from framering_fixtures import POLICIES, FrameRing  # noqa: F401
+from framering_fixtures import POLICIES, FrameRing, is_pure  # noqa: F401
 
 pytestmark = pytest.mark.skipif(
     not hasattr(signal, "setitimer") or not hasattr(signal, "SIGALRM"),
@@ -260,6 +260,93 @@ def test_framering_survives_interrupt_storm(FrameRing, overflow, interval):  # n
             return bytes(f)
 
     assert in_other_thread(other) == b"there"
+    _slots_accounted(ring)
+    print(f"{interrupts} interrupts")
+
+
+class _Meta:
+    """A metadata object (weakly referenceable, so a leak shows). Without a
+    finalizer on purpose: an interrupt raised inside one keeps its frames
+    (and the callers' locals) alive through the traceback, which would read
+    as a leak here; finalizers that use the ring are covered, without the
+    storm, by test_framering.py's test_metadata_with_a_finalizer_that_uses_the_ring."""
+
+    __slots__ = ("ring", "__weakref__")
+
+    def __init__(self, ring):
+        self.ring = ring
+
+
+@pytest.mark.parametrize("interval", INTERVALS_S)
+@pytest.mark.parametrize("overflow", POLICIES)
+def test_framering_capture_paths_survive_interrupt_storm(FrameRing, overflow, interval):  # noqa: F811
+    """get_latest / get_many / put_many / put(metadata=, timestamp_ns=) /
+    clear with metadata under the storm: no wedge, no slot lost, no
+    metadata reference leaked or freed twice."""
+    import gc
+    import weakref
+
+    ring = FrameRing(3, 64, overflow)
+    payload = b"p" * 48
+    refs = []
+    ring.put(b"type")
+    f0 = ring.get()
+    f0.release()
+
+    def body():
+        m = _Meta(ring)
+        refs.append(weakref.ref(m))
+        ring.put_nowait(payload, metadata=m, timestamp_ns=12345)
+        del m
+        try:
+            ring.put_many([payload, payload, payload, payload], True, 0.0005)
+        except Full:
+            pass
+        ring.put(payload, True, 0.0005, metadata=_Meta(ring)) if overflow != "block" else None
+        try:
+            with ring.get_latest(True, 0.0005) as f:
+                bytes(f)
+            ring.put_nowait(payload, metadata=_Meta(ring))
+            for f in ring.get_many(3, True, 0.0005):
+                f.release()
+        except (Empty, Full):
+            pass
+        ring.put_nowait(payload, metadata=_Meta(ring)) if overflow != "block" else None
+        ring.clear()
+        if len(refs) > 2000:
+            gc.collect()
+            del refs[:1000]
+
+    interrupts, errors = storm(body, interval=interval)
+    assert not errors, f"wedged after {interrupts} interrupts: {errors[0]!r}"
+    assert interrupts >= MIN_INTERRUPTS
+    gc.collect()  # frames an interrupt left unreleased in a dead frame object
+    ring.clear()
+    gc.collect()
+    s = _slots_accounted(ring)
+    _quiet(ring)
+    # Strict for both implementations: an interrupt inside the pure
+    # Frame.__del__ is unraisable, and storm() drops those hook arguments
+    # (collect_unraisable), so no traceback outlives the storm to keep frames
+    # (and their metadata) alive.
+    assert s["held"] == 0 and s["free"] == ring.slots, f"slot leaked by an interrupt: {s}"
+    leaked = [m for m in (r() for r in refs) if m is not None]
+    assert leaked == [], f"{len(leaked)} metadata objects kept after their slots were freed"
+    del leaked
+    if is_pure(FrameRing):
+        assert ring._metas == [None] * ring.slots
+    n = s["free"]  # every free slot usable
+    for i in range(n):
+        assert ring.put_nowait(bytes([i]) * 8, metadata=i) is not None
+    with ring.get_latest() as f:
+        assert (f.metadata, bytes(f)) == (n - 1, bytes([n - 1]) * 8)
+
+    def other():
+        ring.put(b"there", True, JOIN_S, metadata="m")
+        with ring.get(True, JOIN_S) as f:
+            return bytes(f), f.metadata
+
+    assert in_other_thread(other) == (b"there", "m")
     _slots_accounted(ring)
     print(f"{interrupts} interrupts")
 

@@ -923,3 +923,68 @@ def test_a_forked_child_starts_without_the_parents_waiters(FrameQueue, loops):
     assert os.waitstatus_to_exitcode(status) == 0
     q.put("parent")  # the parent's waiter is still registered and gets it
     assert waiter.result(DEADLINE_S) == "parent"
+
+
+# FrameRing capture coroutines (issue 14)
+
+
+def test_ring_async_get_latest_waits_then_returns_the_newest(FrameRing, live):
+    ring = FrameRing(4, 8, "block")
+
+    async def main():
+        with pytest.raises(Empty):
+            await ring.async_get_latest(timeout=0)
+        t = live.start(lambda: (wait_until(lambda: len(getters(ring)) == 1),
+                                ring.put_many([b"1", b"2", b"3"])))
+        with await ring.async_get_latest() as frame:
+            # woken by the first put; by then one to three frames were queued
+            assert frame.seq in (0, 1, 2) and bytes(frame) == b"%d" % (frame.seq + 1)
+            assert frame.gap == frame.seq  # nothing was delivered before it
+        t.value()
+        ring.put(b"4")
+        with await ring.async_get_latest() as frame:
+            assert bytes(frame) == b"4"
+        with pytest.raises(Empty):
+            await ring.async_get_latest(timeout=0.01)  # never the same frame twice
+
+    run(main())
+    s = ring.stats()
+    assert s["puts"] == s["gets"] + s["dropped"] and s["size"] == 0
+
+
+def test_ring_async_put_woken_by_get_latest_dropping_older_frames(FrameRing, live):
+    ring = FrameRing(2, 8, "block")
+    ring.put_many([b"a", b"b"])
+    held = []
+
+    async def main():
+        t = live.start(lambda: (wait_until(lambda: len(putters(ring)) == 1),
+                                held.append(ring.get_latest())))  # frees "a", holds "b"
+        assert await ring.async_put(b"c") == 2
+        t.value()
+
+    run(main())
+    assert bytes(held[0]) == b"b"
+    held.pop().release()
+    with ring.get() as f:
+        assert (bytes(f), f.gap) == (b"c", 0)
+
+
+def test_ring_async_get_many(FrameRing, live):
+    ring = FrameRing(4, 8)
+
+    async def main():
+        with pytest.raises(Empty):
+            await ring.async_get_many(3, timeout=0)
+        t = live.start(lambda: (wait_until(lambda: len(getters(ring)) == 1), ring.put(b"x")))
+        frames = await ring.async_get_many(3)
+        t.value()
+        assert [bytes(f) for f in frames] == [b"x"]
+        ring.put_many([b"1", b"2", b"3"])
+        more = await ring.async_get_many(2)
+        assert [bytes(f) for f in more] == [b"1", b"2"]
+        for f in frames + more:
+            f.release()
+
+    run(main())
+    assert ring.stats()["size"] == 1

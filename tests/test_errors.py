@@ -86,14 +86,16 @@ class MyInt(int):
     pass
 
 
-@pytest.mark.parametrize("given, expected", [(MyInt(4), 4), (True, 1), (False, 0), (MyInt(-3), 0)],
+@pytest.mark.parametrize("given, expected, bound", [(MyInt(4), 4, 4), (True, 1, 1), (False, 0, 0),
+                                                   (MyInt(-3), -3, 0)],
                          ids=["MyInt4", "True", "False", "MyInt-3"])
-def test_maxsize_int_subclass_normalised_to_plain_int(FrameQueue, given, expected):
+def test_maxsize_int_subclass_normalised_to_plain_int(FrameQueue, given, expected, bound):
     # int subclasses (bool included) pass check_maxsize; the queue reports a
-    # plain int everywhere, identically in both implementations
+    # plain int everywhere, identically in both implementations: `maxsize` as
+    # given (like queue.Queue), stats()["maxsize"] the bound (0 = unbounded)
     q = FrameQueue(given)
     assert q.maxsize == expected and type(q.maxsize) is int
-    assert type(q.stats()["maxsize"]) is int and q.stats()["maxsize"] == expected
+    assert type(q.stats()["maxsize"]) is int and q.stats()["maxsize"] == bound
     assert f" maxsize={expected} " in repr(q)
 
 

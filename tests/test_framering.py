@@ -933,3 +933,456 @@ def test_pure_twin_reentrant_release_from_finalizer():
         assert len(r._pending) == 4
     all_free(r)
     assert sorted(r._free) == [0, 1, 2, 3]
+
+
+# ---------------------------------------------------------------------------
+# capture features (issue 14): shape/dtype, producer timestamps and metadata,
+# gaps, get_latest / get_many / put_many
+
+
+@needs_numpy
+def test_shape_dtype_derive_frame_bytes_and_frames_are_images(FrameRing):
+    r = FrameRing(3, shape=(4, 5, 3), dtype="uint16")
+    assert r.frame_bytes == 4 * 5 * 3 * 2
+    assert r.shape == (4, 5, 3) and r.dtype == np.dtype("uint16")
+    img = np.arange(60, dtype=np.uint16).reshape(4, 5, 3)
+    r.put(img)
+    with r.get() as f:
+        a = np.asarray(f)
+        assert a.shape == (4, 5, 3) and a.dtype == np.uint16
+        assert f.shape == (4, 5, 3) and f.dtype == np.dtype("uint16")
+        assert not a.flags.writeable
+        assert np.array_equal(a, img)
+        a2 = np.asarray(f)
+        assert np.shares_memory(a, a2)  # zero-copy: both views of the slot
+        if memoryview_supported(FrameRing):
+            with memoryview(f) as m:
+                assert (m.format, m.shape, m.itemsize, m.readonly) == ("H", (4, 5, 3), 2, True)
+                assert m.tobytes() == img.tobytes()
+        del a, a2
+    check_quiet(r)
+
+
+@needs_numpy
+def test_shape_without_dtype_is_uint8_and_dtype_without_shape_is_1d(FrameRing):
+    r = FrameRing(2, shape=(2, 3))
+    assert (r.frame_bytes, r.shape, r.dtype) == (6, (2, 3), None)
+    r.put(bytes(range(6)))
+    with r.get() as f:
+        a = np.asarray(f)
+        assert (a.shape, a.dtype, f.shape, f.dtype) == ((2, 3), np.uint8, (2, 3), None)
+        assert a.tolist() == [[0, 1, 2], [3, 4, 5]]
+        del a
+    r = FrameRing(2, 16, dtype=np.float32)
+    assert (r.frame_bytes, r.shape, r.dtype) == (16, None, np.dtype(np.float32))
+    r.put(np.array([1.5, 2, 3, 4], np.float32))
+    with r.get() as f:
+        a = np.asarray(f)
+        assert (a.shape, a.dtype) == ((4,), np.float32) and a.tolist() == [1.5, 2, 3, 4]
+        assert (f.shape, f.dtype) == ((4,), np.dtype(np.float32))
+        del a
+
+
+@needs_numpy
+def test_partial_frame_of_a_shaped_ring_stays_flat_bytes(FrameRing):
+    r = FrameRing(2, shape=(2, 2), dtype="uint16")
+    r.put(b"\x01\x00\x02\x00")  # 4 of 8 bytes
+    with r.get() as f:
+        a = np.asarray(f)
+        assert (a.shape, a.dtype) == ((4,), np.uint8)
+        assert (f.shape, f.dtype, f.nbytes) == ((4,), None, 4)
+        del a
+
+
+def test_shape_alone_needs_no_numpy(FrameRing):
+    r = FrameRing(2, shape=(3, 4))
+    assert (r.frame_bytes, r.shape, r.dtype) == (12, (3, 4), None)
+    r.put(bytes(12))
+    with r.get() as f:
+        assert (f.shape, f.dtype, bytes(f)) == ((3, 4), None, bytes(12))
+        if memoryview_supported(FrameRing):
+            with memoryview(f) as m:
+                assert (m.format, m.shape) == ("B", (3, 4))
+    assert FrameRing(2, 12).shape is None and FrameRing(2, 12).dtype is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, words",
+    [
+        (dict(), TypeError, "frame_bytes"),
+        (dict(frame_bytes=None), TypeError, "frame_bytes"),
+        (dict(shape=(2, 3), frame_bytes=7), ValueError, "frame_bytes"),
+        (dict(shape=(2, 0)), ValueError, "shape"),
+        (dict(shape=(2, -1)), ValueError, "shape"),
+        (dict(shape=()), TypeError, "shape"),
+        (dict(shape="23"), TypeError, "shape"),
+        (dict(shape=(2, 3.0)), TypeError, "shape"),
+        (dict(shape=(True, 2)), TypeError, "shape"),
+        (dict(shape=(1,) * 9), TypeError, "shape"),
+        (dict(shape=(2**40, 2**40)), ValueError, "too large"),
+    ],
+    ids=repr,
+)
+def test_shape_errors_name_the_argument(FrameRing, kwargs, exc, words):
+    assert FrameRing(2, shape=(2, 3)).frame_bytes == 6  # shape= is understood at all
+    with pytest.raises(exc, match=words):
+        FrameRing(2, **kwargs)
+
+
+@needs_numpy
+@pytest.mark.parametrize(
+    "kwargs, exc, words",
+    [
+        (dict(shape=(2, 3), dtype="uint16", frame_bytes=6), ValueError, "frame_bytes"),
+        (dict(frame_bytes=7, dtype="uint16"), ValueError, "frame_bytes"),
+        (dict(frame_bytes=8, dtype="not-a-dtype"), TypeError, "dtype"),
+        (dict(frame_bytes=8, dtype=object), ValueError, "dtype"),
+        (dict(frame_bytes=8, dtype=">u4" if sys.byteorder == "little" else "<u4"), ValueError, "dtype"),
+        (dict(frame_bytes=16, dtype="complex64"), ValueError, "dtype"),
+        (dict(frame_bytes=8, dtype=[("a", "u4"), ("b", "u4")]), ValueError, "dtype"),
+    ],
+    ids=repr,
+)
+def test_dtype_errors_name_the_argument(FrameRing, kwargs, exc, words):
+    assert FrameRing(2, 8, dtype="uint16").dtype == np.dtype("uint16")  # dtype= is understood
+    with pytest.raises(exc, match=words):
+        FrameRing(2, **kwargs)
+
+
+def test_frame_bytes_given_consistent_with_shape_is_accepted(FrameRing):
+    r = FrameRing(2, 6, "block", shape=(2, 3))
+    assert (r.frame_bytes, r.overflow, r.shape) == (6, "block", (2, 3))
+
+
+def test_put_timestamp_ns_is_the_frames(FrameRing):
+    r = FrameRing(4, FB)
+    before = time.monotonic_ns()
+    r.put(b"a")
+    r.put(b"b", timestamp_ns=1_234_567_890_123)
+    r.put_nowait(b"c", timestamp_ns=0)
+    r.put(b"d", True, None, timestamp_ns=2**63 - 1)
+    f0, f1, f2, f3 = frames(r, 4)
+    assert before <= f0.timestamp_ns <= time.monotonic_ns()  # as before: monotonic at put
+    assert (f1.timestamp_ns, f2.timestamp_ns, f3.timestamp_ns) == (1_234_567_890_123, 0, 2**63 - 1)
+    for f in (f0, f1, f2, f3):
+        f.release()
+    assert f1.timestamp_ns == 1_234_567_890_123  # readable after release
+    all_free(r)
+
+
+@pytest.mark.parametrize(
+    "ts, exc", [(-1, ValueError), (2**63, ValueError), (1.5, TypeError), (True, TypeError),
+                ("1", TypeError), (10**30, ValueError)],
+    ids=repr,
+)
+def test_bad_timestamp_changes_nothing(FrameRing, ts, exc):
+    probe = FrameRing(1, FB)
+    probe.put(b"p", timestamp_ns=5)  # timestamp_ns= is understood at all
+    assert probe.get().timestamp_ns == 5
+    r = FrameRing(2, FB)
+    with pytest.raises(exc, match="timestamp_ns"):
+        r.put(b"x", timestamp_ns=ts)
+    with pytest.raises(exc, match="timestamp_ns"):
+        r.put_nowait(b"x", timestamp_ns=ts)
+    all_free(r)
+    assert r.stats()["puts"] == 0
+
+
+def test_metadata_travels_with_the_frame_and_is_released_with_its_slot(FrameRing):
+    class Meta:
+        pass
+
+    r = FrameRing(2, FB, "drop_oldest")
+    m0, m1, m2 = Meta(), Meta(), Meta()
+    refs = [weakref.ref(m) for m in (m0, m1, m2)]
+    r.put(b"0", metadata=m0)
+    r.put_nowait(b"1", metadata=m1)
+    del m0, m1
+    gc.collect()
+    assert all(ref() is not None for ref in refs[:2])  # the ring keeps them
+    r.put(b"2", metadata=m2)  # evicts frame 0: its metadata goes with it
+    del m2
+    gc.collect()
+    assert refs[0]() is None
+    f1 = r.get()
+    assert f1.metadata is refs[1]() and bytes(f1) == b"1"
+    f1.release()
+    assert f1.metadata is refs[1]()  # kept with the frame, readable after release
+    del f1
+    gc.collect()
+    assert refs[1]() is None
+    r.clear()  # frame 2 cleared: its metadata released
+    gc.collect()
+    assert refs[2]() is None
+    r.put(b"none")
+    with r.get() as f:
+        assert f.metadata is None
+    all_free(r)
+
+
+def test_metadata_released_by_get_into_get_latest_and_shutdown(FrameRing):
+    class Meta:
+        pass
+
+    r = FrameRing(4, FB)
+    ms = [Meta() for _ in range(6)]
+    refs = [weakref.ref(m) for m in ms]
+    r.put(b"a", metadata=ms[0])
+    assert r.get_into(bytearray(FB)) == (1, 0)
+    for i in (1, 2, 3):
+        r.put(b"x", metadata=ms[i])
+    with r.get_latest() as f:
+        assert f.metadata is ms[3]
+    r.put(b"y", metadata=ms[4])
+    r.put(b"z", metadata=ms[5])
+    r.shutdown(immediate=True)
+    del ms, f
+    gc.collect()
+    assert [ref() for ref in refs] == [None] * 6
+    check_quiet(r, size=0, held=0)
+
+
+def test_metadata_with_a_finalizer_that_uses_the_ring(FrameRing):
+    """Invariant 1: a metadata object's __del__ runs with the ring unlocked,
+    so it may call back into the ring from any freeing path."""
+    r = FrameRing(3, FB, "drop_oldest")
+    seen = []
+
+    class Meta:
+        def __del__(self):
+            seen.append(r.stats()["puts"])  # takes the ring's lock
+
+    for _ in range(5):  # two evictions
+        r.put(b"x", metadata=Meta())
+    assert r.get_into(bytearray(FB)) == (1, 2)
+    with r.get_latest():  # drops one
+        pass
+    r.put(b"y", metadata=Meta())
+    r.clear()
+    r.put(b"y", metadata=Meta())
+    r.shutdown(True)
+    gc.collect()
+    assert len(seen) == 7
+
+
+def test_gap_counts_frames_lost_between_deliveries(FrameRing):
+    r = FrameRing(3, FB, "drop_oldest")
+    for i in range(3):
+        r.put(bytes([i]))
+    f = r.get()
+    assert (f.seq, f.gap) == (0, 0)
+    f.release()
+    for i in range(3, 6):  # 3 slots: evicts 1 and 2
+        r.put(bytes([i]))
+    f = r.get()
+    assert (f.seq, f.gap) == (3, 2)
+    f.release()
+    assert r.get_into(bytearray(FB)) == (1, 4)  # a delivery too: no gap for 5
+    f = r.get()
+    assert (f.seq, f.gap) == (5, 0)
+    f.release()
+    r.put(b"c1")
+    r.put(b"c2")
+    r.clear()  # cleared frames are missed frames
+    r.put(b"after")
+    with r.get() as f:
+        assert (f.seq, f.gap, repr(f)) == (8, 2, "<bufmgr.Frame seq=8 nbytes=5 gap=2 released=False>")
+    all_free(r)
+
+
+def test_gap_counts_refused_puts(FrameRing):
+    r = FrameRing(2, FB, "drop_newest")
+    for i in range(5):  # 2 queued, 3 refused (they take no seq)
+        r.put(bytes([i]))
+    fs = frames(r, 2)
+    assert [(f.seq, f.gap) for f in fs] == [(0, 0), (1, 0)]
+    for f in fs:
+        f.release()
+    r.put(b"n")
+    with r.get() as f:
+        assert (f.seq, f.gap) == (2, 3)
+    s = all_free(r)
+    assert s["dropped"] == 3
+
+
+def test_get_latest_returns_newest_drops_older_never_twice(FrameRing):
+    r = FrameRing(4, FB, "block")
+    for i in range(4):
+        r.put(bytes([i]) * 3)
+    f = r.get_latest()
+    assert (f.seq, bytes(f), f.gap) == (3, b"\x03" * 3, 3)
+    s = check_quiet(r, size=0, held=1, free=3)
+    assert (s["dropped"], s["gets"]) == (3, 1)
+    with pytest.raises(Empty):
+        r.get_latest(block=False)  # the latest frame was removed: never returned twice
+    with pytest.raises(Empty):
+        r.get_latest(True, 0.01)
+    r.put(b"next")
+    with r.get_latest() as g:
+        assert (g.seq, g.gap) == (4, 0)
+    f.release()
+    all_free(r)
+
+
+def test_get_latest_frees_slots_for_a_blocked_put(FrameRing):
+    r = FrameRing(2, FB, "block")
+    r.put(b"a")
+    r.put(b"b")
+    b = Blocker(lambda: r.put(b"c")).start()
+    b.wait_blocked()
+    with r.get_latest() as f:  # frees "a" and holds "b"
+        assert bytes(f) == b"b"
+        assert b.value() == 2
+    with r.get() as f:
+        assert (bytes(f), f.gap) == (b"c", 0)
+    all_free(r)
+
+
+def test_blocked_get_latest_woken_by_put(FrameRing):
+    r = FrameRing(2, FB)
+    b = Blocker(r.get_latest).start()
+    b.wait_blocked()
+    r.put(b"wake")
+    with b.value() as f:
+        assert bytes(f) == b"wake"
+    all_free(r)
+
+
+def test_get_latest_shutdown(FrameRing):
+    r = FrameRing(2, FB)
+    r.put(b"a")
+    r.put(b"b")
+    r.shutdown()
+    with r.get_latest() as f:  # graceful: drains (the newest)
+        assert bytes(f) == b"b"
+    with pytest.raises(ShutDown):
+        r.get_latest()
+    b_ring = FrameRing(2, FB)
+    b = Blocker(b_ring.get_latest).start()
+    b.wait_blocked()
+    b_ring.shutdown()
+    b.raised(ShutDown)
+
+
+def test_get_many(FrameRing):
+    r = FrameRing(5, FB)
+    for i in range(4):
+        r.put(bytes([i]), metadata=i)
+    fs = r.get_many(3)
+    assert [(f.seq, bytes(f), f.metadata) for f in fs] == [(0, b"\0", 0), (1, b"\1", 1), (2, b"\2", 2)]
+    check_quiet(r, size=1, held=3)
+    rest = r.get_many(10)
+    assert [f.seq for f in rest] == [3]
+    with pytest.raises(Empty):
+        r.get_many(2, block=False)
+    with pytest.raises(Empty):
+        r.get_many(2, True, 0.01)
+    for bad, exc in ((0, ValueError), (-1, ValueError), (1.0, TypeError), (True, TypeError), ("2", TypeError)):
+        with pytest.raises(exc, match="max_items"):
+            r.get_many(bad, False)
+    for f in fs + rest:
+        f.release()
+    b = Blocker(lambda: r.get_many(8)).start()
+    b.wait_blocked()
+    r.put(b"w")
+    got = b.value()
+    assert [bytes(f) for f in got] == [b"w"]
+    got[0].release()
+    r.put(b"s")
+    r.shutdown()
+    got = r.get_many(4)
+    assert [bytes(f) for f in got] == [b"s"]
+    got[0].release()
+    with pytest.raises(ShutDown):
+        r.get_many(4)
+    all_free(r)
+
+
+def test_put_many_returns_each_seq_or_none(FrameRing):
+    r = FrameRing(3, FB, "drop_newest")
+    assert r.put_many([b"a", bytearray(b"b"), memoryview(b"c"), b"d"]) == [0, 1, 2, None]
+    s = check_quiet(r, size=3, dropped=1)
+    assert s["puts"] == 4
+    assert [bytes(f) for f in frames(r, 3)] == [b"a", b"b", b"c"]
+    assert r.put_many([]) == []
+    r = FrameRing(2, FB, "drop_oldest")
+    assert r.put_many(iter([b"1", b"2", b"3"])) == [0, 1, 2]  # a generator is fine
+    assert [bytes(f) for f in frames(r, 2)] == [b"2", b"3"]
+
+
+def test_put_many_checks_every_buffer_first(FrameRing):
+    r = FrameRing(4, 4, "block")
+    with pytest.raises(ValueError, match="frame_bytes"):
+        r.put_many([b"ok", b"toolong"])
+    with pytest.raises(TypeError):
+        r.put_many([b"ok", "str"])
+    with pytest.raises(ValueError, match="timeout"):
+        r.put_many([b"ok"], True, -1)
+    all_free(r)
+    assert r.stats()["puts"] == 0
+
+
+def test_put_many_block_timeout_bounds_the_call(FrameRing):
+    r = FrameRing(2, FB, "block")
+    with pytest.raises(Full):
+        r.put_many([b"1", b"2", b"3"], True, 0.05)
+    check_quiet(r, size=2)  # the first two stay queued
+    with pytest.raises(Full):
+        r.put_many([b"4"], block=False)
+    held = r.get()
+    b = Blocker(lambda: r.put_many([b"5", b"6"])).start()
+    b.wait_blocked()
+    held.release()  # room for "5"
+    with r.get() as f:  # room for "6"
+        assert bytes(f) == b"2"
+    assert b.value() == [2, 3]
+    r.shutdown()
+    with pytest.raises(ShutDown):
+        r.put_many([b"x"])
+    with pytest.raises(ShutDown):
+        r.put_many([])
+
+
+def test_capture_counters_conserve(FrameRing):
+    """puts == gets + dropped + cleared + size through every new path, and
+    the gaps of the delivered frames add up to what was lost before them."""
+    import random
+
+    rng = random.Random(14)
+    for policy in POLICIES:
+        r = FrameRing(4, 8, policy)
+        delivered = gaps = 0
+        last = None
+        for _ in range(400):
+            x = rng.random()
+            fs = []  # frames delivered by this step
+            try:
+                if x < 0.35:
+                    r.put(bytes(rng.randrange(9)), False, metadata=x,
+                          timestamp_ns=rng.randrange(2**40))
+                elif x < 0.45:
+                    r.put_many([b"m"] * rng.randrange(1, 4), False)
+                elif x < 0.6:
+                    fs = r.get_many(rng.randrange(1, 4), False)
+                elif x < 0.75:
+                    fs = [r.get_latest(False)]
+                elif x < 0.85:
+                    r.get_into(bytearray(8), False)
+                    delivered += 1
+                    last = None  # its seq is not seen here
+                elif x < 0.9:
+                    r.clear()
+                else:
+                    fs = [r.get(False)]
+            except (Empty, Full):
+                pass
+            for f in fs:
+                assert f.gap >= 0 and (last is None or f.seq > last)
+                last = f.seq
+                delivered += 1
+                gaps += f.gap
+                f.release()
+            check_quiet(r)
+        s = r.stats()
+        assert s["gets"] == delivered
+        assert delivered + gaps <= s["puts"]

@@ -196,6 +196,117 @@ def test_frame_type_surface_agrees(impls):
         ))
     assert outs[0] == outs[1]
     public = [{n for n in dir(t) if not n.startswith("_")} for t in types]
-    assert public[0] == public[1] == {"seq", "timestamp_ns", "nbytes", "release"}
+    assert public[0] == public[1] == {
+        "seq", "timestamp_ns", "nbytes", "release", "gap", "metadata", "shape", "dtype",
+    }
     for f in frames:
         f.release()
+
+
+def _producer_ts(frame):
+    """The frame's timestamp when a producer gave it (these tests give values
+    >= 2**62, which time.monotonic_ns() never reaches), else None."""
+    return frame.timestamp_ns if frame.timestamp_ns >= 2**62 else None
+
+
+class CaptureSide(Side):
+    """Side plus the capture operations (issue 14)."""
+
+    def __init__(self, cls, *args, **kwargs):
+        self.ring = cls(*args, **kwargs)
+        self.held = []
+
+    def do(self, op, arg):
+        r = self.ring
+        if op == "put_meta":
+            data, ts, meta = arg
+            return outcome(lambda: r.put(data, False, timestamp_ns=ts, metadata=meta))
+        if op == "put_many":
+            return outcome(lambda: r.put_many(arg, False))
+        if op == "get_latest":
+            def latest():
+                f = r.get_latest(False)
+                self.held.append(f)
+                return (f.seq, f.gap, f.metadata, _producer_ts(f),
+                        f.shape, str(f.dtype), bytes(f), repr(f))
+            return outcome(latest)
+        if op == "get_many":
+            def many():
+                fs = r.get_many(arg, False)
+                self.held.extend(fs)
+                return [(f.seq, f.gap, f.metadata, _producer_ts(f), f.shape, bytes(f)) for f in fs]
+            return outcome(many)
+        if op == "get":
+            def get():
+                f = r.get_nowait()
+                self.held.append(f)
+                return (f.seq, f.gap, f.metadata, _producer_ts(f), f.nbytes, f.shape, str(f.dtype),
+                        bytes(f), repr(f))
+            return outcome(get)
+        return super().do(op, arg)
+
+
+GEOMETRIES = [dict(frame_bytes=12), dict(shape=(2, 6)), dict(frame_bytes=12, dtype="uint16"),
+              dict(shape=(3, 2), dtype="uint16")]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("geometry", range(len(GEOMETRIES)))
+def test_random_capture_sequences_agree(impls, policy, geometry):
+    kwargs = GEOMETRIES[geometry]
+    if "dtype" in kwargs:
+        pytest.importorskip("numpy")
+    C, Py = impls
+    rng = random.Random(geometry * 31 + len(policy))
+    fb = 12
+    c, p = CaptureSide(C, 3, **kwargs, overflow=policy), CaptureSide(Py, 3, **kwargs, overflow=policy)
+    for step in range(500):
+        x = rng.random()
+        if x < 0.25:
+            data = bytes(rng.randrange(256) for _ in range(rng.choice([fb, fb, rng.randrange(fb + 2)])))
+            ts = rng.choice([None, rng.randrange(2**62, 2**63), -1, 1.5, 2**63])
+            op, arg = "put_meta", (data, ts, rng.choice([None, step, ("exp", step)]))
+        elif x < 0.35:
+            op, arg = "put_many", [bytes([step % 256]) * rng.randrange(fb + 2) for _ in range(rng.randrange(4))]
+        elif x < 0.5:
+            op, arg = "get_latest", None
+        elif x < 0.6:
+            op, arg = "get_many", rng.choice([1, 2, 5, 0])
+        elif x < 0.7:
+            op, arg = "get", None
+        elif x < 0.85:
+            op, arg = "release", rng.randrange(1000)
+        elif x < 0.9:
+            op, arg = "get_into", rng.randrange(0, fb + 2)
+        elif x < 0.95:
+            op, arg = "clear", None
+        elif x < 0.953 and step > 300:
+            op, arg = "shutdown", rng.random() < 0.5
+        else:
+            op, arg = "put_block", bytes(rng.randrange(0, fb + 1))
+        rc, rp = c.do(op, arg), p.do(op, arg)
+        assert rc == rp, f"step {step}: {op}({arg!r}): compiled {rc!r} != python {rp!r}"
+        assert c.snapshot() == p.snapshot(), f"step {step} after {op}"
+    for side in (c, p):
+        for f in side.held:
+            f.release()
+        side.held.clear()
+        side.ring.shutdown(True)
+    assert c.snapshot() == p.snapshot()
+
+
+BAD_GEOMETRY_ARGS = [
+    dict(), dict(shape=(2, 3), frame_bytes=7), dict(shape=(0,)), dict(shape=()), dict(shape=[2, "3"]),
+    dict(shape=(1,) * 9), dict(shape=(2**40, 2**40)), dict(shape=2**63), dict(shape=(2, 3), frame_bytes=6.0),
+    dict(frame_bytes=7, dtype="uint16"), dict(frame_bytes=8, dtype="nope"), dict(frame_bytes=8, dtype=object),
+    dict(frame_bytes=8, dtype="complex64"), dict(shape=(2, 2), dtype="float64", overflow="x"),
+]
+
+
+@pytest.mark.parametrize("kwargs", BAD_GEOMETRY_ARGS, ids=repr)
+def test_geometry_errors_agree(impls, kwargs):
+    if "dtype" in kwargs:
+        pytest.importorskip("numpy")
+    C, Py = impls
+    assert outcome(lambda: C(2, **kwargs)) == outcome(lambda: Py(2, **kwargs))
+    assert outcome(lambda: C(2, **kwargs))[0] == "raise"

@@ -61,11 +61,16 @@ def test_defaults(FrameQueue):
     assert q.full() is False
 
 
-@pytest.mark.parametrize("given, expected", [(0, 0), (-1, 0), (-(10**30), 0), (1, 1), (7, 7)])
-def test_maxsize_normalised(FrameQueue, given, expected):
+@pytest.mark.parametrize("given, bound", [(0, 0), (-1, 0), (-(10**30), 0), (1, 1), (7, 7)])
+def test_maxsize_as_given_bound_normalised(FrameQueue, given, bound):
+    # queue.Queue keeps maxsize as given (-1 stays -1, still unbounded);
+    # stats() reports the bound, 0 meaning unbounded
     q = FrameQueue(given)
-    assert q.maxsize == expected
-    assert q.stats()["maxsize"] == expected
+    assert q.maxsize == given == queue.Queue(given).maxsize
+    assert q.stats()["maxsize"] == bound
+    if bound == 0:
+        q.put_many(range(100), block=False)  # unbounded: never Full
+        assert not q.full() and q.qsize() == 100
 
 
 def test_keyword_construction(FrameQueue):
@@ -76,7 +81,6 @@ def test_keyword_construction(FrameQueue):
 @pytest.mark.parametrize("attr, value", [
     ("maxsize", 5),
     ("overflow", "drop_oldest"),
-    ("unfinished_tasks", 3),
     ("is_shutdown", True),
 ])
 def test_properties_are_read_only(FrameQueue, attr, value):

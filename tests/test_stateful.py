@@ -149,7 +149,8 @@ class Model:
     ("raise", ExceptionType) for every operation."""
 
     def __init__(self, maxsize, overflow):
-        self.maxsize = maxsize if maxsize > 0 else 0
+        self.maxsize = maxsize if maxsize > 0 else 0  # the bound (stats()["maxsize"])
+        self.given = maxsize  # FrameQueue.maxsize, as given like queue.Queue
         self.overflow = overflow
         self.items = []
         self.puts = self.gets = self.dropped = self.cleared = 0
@@ -375,6 +376,8 @@ class FrameQueueMachine(RuleBasedStateMachine):
         overflow=st.sampled_from(POLICIES),
     )
     def init_queue(self, maxsize, overflow):
+        if maxsize <= 0 and overflow != "block":
+            overflow = "block"  # a drop policy needs a bound (test_policies.py)
         self.q = self.cls(maxsize, overflow)
         self.model = Model(maxsize, overflow)
 
@@ -510,10 +513,10 @@ class FrameQueueMachine(RuleBasedStateMachine):
         assert q.full() is m.full()
         assert q.unfinished_tasks == m.unfinished
         assert q.is_shutdown is bool(m.shutdown)
-        assert q.maxsize == m.maxsize
+        assert q.maxsize == m.given
         assert q.overflow == m.overflow
         expected_repr = (
-            f"<bufmgr.FrameQueue size={len(m.items)} maxsize={m.maxsize} "
+            f"<bufmgr.FrameQueue size={len(m.items)} maxsize={m.given} "
             f"overflow={m.overflow!r} dropped={m.dropped}{' shutdown' if m.shutdown else ''}>"
         )
         assert repr(q) == expected_repr

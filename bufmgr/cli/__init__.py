@@ -68,6 +68,8 @@ examples:
   python -m bufmgr bench --threads 2x2 --threads 4x4 --payload audio
   python -m bufmgr bench --json bench.json --plot bench.png
   python -m bufmgr bench --scenario asyncio   asyncio bridges vs janus/culsans/aiologic
+  python -m bufmgr bench --scenario processes  frames between processes: SharedFrameRing,
+                                               mp.Queue, faster-fifo, SharedMemory (about 2 min)
 
 reading the table: throughput is higher-is-better; 'vs Queue' divides by
 queue.Queue's throughput in the same scenario (2.00x = twice as fast).
@@ -86,6 +88,7 @@ examples:
   python -m bufmgr demo --slow processing        a stage at 1/4 speed: drop_oldest
                                                  keeps the queues and latency bounded
   python -m bufmgr demo --payload frame --rate 30 --duration 3
+  python -m bufmgr demo --processes --slow processing   the stages in 3 processes, shared-memory rings
 """
 
 
@@ -98,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     from bufmgr import __version__
 
     parser.add_argument("--version", action="version", version=f"bufmgr {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{bench,demo}")
+    sub = parser.add_subparsers(dest="command", metavar="{bench,demo,shm}")
     sub.required = True
 
     from .bench import IMPL_KEYS, PAYLOADS, THREAD_SECONDS
@@ -116,10 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--scenario",
         action="append",
-        choices=("pair", "timeout", "threads", "asyncio"),
+        choices=("pair", "timeout", "threads", "asyncio", "processes"),
         help="run only these scenarios (repeatable; default: pair, timeout, threads). "
         "asyncio: async_get/async_put vs janus, culsans, aiologic (those installed) and the "
-        "thread-put -> coroutine wake latency",
+        "thread-put -> coroutine wake latency; processes: the transports between processes, see below",
     )
     b.add_argument(
         "--payload",
@@ -145,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeat", type=_positive_int, metavar="N", help="single-thread repeats, best is kept (default 3, --quick 2)")
     b.add_argument("--impl", action="append", choices=IMPL_KEYS, help="run only these implementations (repeatable)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar on stderr (it is off anyway when stderr is not a terminal)")
+    from .procs import add_arguments as add_process_arguments
+
+    add_process_arguments(b)
 
     d = sub.add_parser(
         "demo",
@@ -185,7 +191,43 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--slow-factor", type=_positive_float, default=4.0, metavar="F", help="the slowed stage runs at rate/F (default 4)")
     d.add_argument("--json", metavar="PATH", help="also write the summary as JSON")
     d.add_argument("--no-status", action="store_true", help="no live status line")
+    sh = sub.add_parser(
+        "shm",
+        help="list or clean up SharedFrameRing segments in /dev/shm",
+        description="list: every bufmgr segment with its creator pid, whether it is alive and "
+        "the participants attached. clean: remove the segments whose processes are all gone.",
+    )
+    sh.add_argument("action", choices=("list", "clean"))
+    sh.add_argument("--force", action="store_true", help="clean: also remove files that are not valid segments (at least 10 s old)")
+    d.add_argument(
+        "--processes",
+        action="store_true",
+        help="capture, processing and storage in 3 separate processes over SharedFrameRings "
+        "(shared memory); the consumer is this process",
+    )
     return parser
+
+
+def _shm_command(args: argparse.Namespace) -> int:
+    from bufmgr import shm
+
+    if args.action == "clean":
+        for name in shm.clean(force=args.force):
+            print(f"removed {name}")
+        return 0
+    rows = shm.list_segments()
+    if not rows:
+        print("no bufmgr segments in /dev/shm")
+    for e in rows:
+        if e.get("valid"):
+            state = "in use" if e["in_use"] else "unused (shm clean removes it)"
+            alive = "alive" if e["creator_alive"] else "dead"
+            print(f"{e['name']}  {e['bytes']:,} B  {e['slots']} x {e['frame_bytes']} B  "
+                  f"creator {e['creator_pid']} ({alive})  participants {e['participants']} "
+                  f"(alive: {len(e['alive_pids'])})  {state}")
+        else:
+            print(f"{e['name']}  {e['bytes']:,} B  not a valid segment: {e.get('error')}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import demo
 
             return demo.run(args)
+        if args.command == "shm":
+            return _shm_command(args)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130

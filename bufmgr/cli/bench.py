@@ -1219,6 +1219,10 @@ def output_path_problem(path: str) -> str | None:
 
 
 def run(args: Any) -> int:
+    if args.scenario and "processes" in args.scenario:  # between processes: bufmgr/cli/procs.py
+        from . import procs
+
+        return procs.run(args, in_process=run)
     plot_path = args.plot
     for opt, path in (("--json", args.json), ("--plot", plot_path)):
         problem = path and output_path_problem(path)

@@ -125,6 +125,46 @@ class Counters:
         return f"{stage}_{ch}"
 
 
+class CaptureSchedule:
+    """When each chunk of a capture channel is due, and what a held-up capture
+    loop missed (shared by the threaded and the multi-process demo).
+
+    ``next_due(stop)`` sleeps until chunk ``seq`` is due and returns its due
+    time (its capture time), or None once every chunk was captured or
+    ``stop()`` says so; the caller captures chunk ``seq``, then does
+    ``seq += 1``. A loop held up (a blocking put, no CPU) longer than the
+    device buffer lasts has lost those chunks: they are counted in
+    ``overrun`` and skipped.
+    """
+
+    def __init__(self, t0: float, rate: float, duration: float, clock: Any = time.perf_counter) -> None:
+        self.t0 = t0
+        self.period = 1.0 / rate
+        self.n = max(1, int(round(duration * rate)))
+        self.clock = clock
+        self.seq = 0
+        self.overrun = 0
+        self.worst_behind = 0.0
+
+    def next_due(self, stop: Any) -> float | None:
+        period = self.period
+        while self.seq < self.n and not stop():
+            due = self.t0 + self.seq * period
+            now = self.clock()
+            if due > now:
+                time.sleep(due - now)
+            elif now - due > DEVICE_BUFFER_S:
+                # the device overwrote these chunks before anyone read them:
+                # skip to the chunk being captured now
+                self.worst_behind = max(self.worst_behind, now - due)
+                current = min(self.n, int((now - self.t0) / period))
+                self.overrun += current - self.seq
+                self.seq = current
+                continue
+            return due
+        return None
+
+
 class Pipeline:
     def __init__(self, args: Any) -> None:
         from bufmgr.manager import DEFAULT_QUEUES, BufferManager
@@ -176,45 +216,31 @@ class Pipeline:
         key = self.counters.key("capture", ch)
         chan = CHANNELS.index(ch)
         body = bytes(self.size - HEADER.size)
-        period = 1.0 / self.rate
-        n = max(1, int(round(self.duration * self.rate)))
+        sched = CaptureSchedule(self.t0, self.rate, self.duration)
         pack = HEADER.pack
-        handled = refused = overrun = 0
-        worst_behind = 0.0
-        seq = 0
+        handled = refused = 0
         try:
             stop = self.stop.is_set
-            while seq < n and not stop():
-                due = self.t0 + seq * period
-                now = time.perf_counter()
-                if due > now:
-                    time.sleep(due - now)
-                    now = time.perf_counter()
-                elif now - due > DEVICE_BUFFER_S:
-                    # Held up (a blocking put) longer than the device buffer
-                    # lasts: the device overwrote these chunks before anyone
-                    # read them. Skip to the chunk being captured now.
-                    worst_behind = max(worst_behind, now - due)
-                    current = min(n, int((now - self.t0) / period))
-                    overrun += current - seq
-                    self.overrun[ch] = overrun
-                    seq = current
-                    continue
+            while True:
+                due = sched.next_due(stop)
+                self.overrun[ch] = sched.overrun
+                if due is None:
+                    break
                 # stamped with the time the chunk was due (its capture time), so
                 # a capture thread held up by a blocking put shows as latency;
                 # a fresh buffer per item, like a driver read
-                data = pack(MAGIC, chan, seq, due) + body
+                data = pack(MAGIC, chan, sched.seq, due) + body
                 if mgr.put_buffer(comp, data, timeout=PUT_TIMEOUT_S):
                     handled += 1
                 else:
                     refused += 1
                 self.counters.handled[key] = handled
                 self.counters.refused[key] = refused
-                seq += 1
+                sched.seq += 1
         except BaseException as exc:  # noqa: BLE001
             self.errors.append(f"capture {ch}: {exc!r}")
         finally:
-            self.behind_s[ch] = worst_behind
+            self.behind_s[ch] = sched.worst_behind
             self.counters.ended[key] = time.perf_counter()
             self.stage_done[("capture", ch)].set()
             if all(self.stage_done[("capture", c)].is_set() for c in CHANNELS):
@@ -465,7 +491,7 @@ def format_summary(s: dict[str, Any]) -> str:
     lines = [
         f"bufmgr demo: {o['duration_s']:g} s at {o['rate_per_channel']:g}/s per channel, "
         f"{_fmt_bytes(o['payload_bytes'])} payloads, policy {o['policy']}, queues {cap_txt} slots "
-        f"(capture/processing/storage){slow}; FrameQueue: {s['implementation']}",
+        f"(capture/processing/storage){slow}; {s.get('transport') or 'FrameQueue: ' + str(s['implementation'])}",
         f"  produced   {s['produced']:>9,}  (left {s['produced_per_channel']['left']:,}, right {s['produced_per_channel']['right']:,})",
     ]
     if s["overrun"]:
@@ -481,7 +507,8 @@ def format_summary(s: dict[str, Any]) -> str:
     if s["refused"]:
         ref = [f"{name} {n:,}" for name, n in s["refused_by_queue"].items() if n]
         also = "; drop_newest counts these in dropped above" if o["policy"] == "drop_newest" else ""
-        lines.append(f"  refused    {s['refused']:>9,}  (put_buffer returned False: {', '.join(ref)}{also})")
+        how = "put raised Full after the timeout" if o.get("processes") else "put_buffer returned False"
+        lines.append(f"  refused    {s['refused']:>9,}  ({how}: {', '.join(ref)}{also})")
     if s["cleared"] or s["left_queued"]:
         lines.append(f"  cleared    {s['cleared'] + s['left_queued']:>9,}  (still queued at shutdown)")
     lost_note = "every frame delivered or counted" if s["lost"] == 0 else "<-- LOST: accepted, never delivered, not counted"
@@ -508,6 +535,10 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def run(args: Any) -> int:
+    if getattr(args, "processes", False):  # one process per stage: bufmgr/cli/demo_procs.py
+        from . import demo_procs
+
+        return demo_procs.run(args)
     if args.json:
         from .bench import output_path_problem
 

@@ -33,9 +33,15 @@
  * Accounting (invariant P2, mutex held):
  *     puts == gets + dropped + cleared + nqueued
  * where a put refused by a drop policy counts in puts and dropped, a frame
- * evicted by drop_oldest counts in dropped, and frames emptied by clear() or
- * an immediate shutdown count in cleared. seq is assigned at commit, so FIFO
- * order == seq order.
+ * evicted by drop_oldest (or skipped by a take_latest) counts in dropped, and
+ * frames emptied by clear() or an immediate shutdown count in cleared. seq is
+ * assigned at commit, so FIFO order == seq order; refused puts get no seq.
+ *
+ * Gaps (issue 14): every put, refused ones too, has an ordinal, the value of
+ * `puts` when it was counted, so FIFO order == ordinal order as well. A take
+ * sets the slot's gap to the number of ordinals between the previously
+ * delivered frame (any consumer, any take) and this one: the frames dropped,
+ * refused or cleared in between (before the first delivery: since the start).
  */
 #ifndef BUFMGR_POOL_H
 #define BUFMGR_POOL_H
@@ -55,6 +61,10 @@ extern "C" {
 #define BM_REFUSED 7 /* a drop policy refused the put (counted in puts+dropped) */
 #define BM_TOOBIG 8  /* the oldest frame is larger than the caller's buffer; nothing changed */
 
+/* commit_ts: stamp the frame with bm_now_ns() at commit instead of a
+ * producer's timestamp (which must be >= 0). */
+#define BM_POOL_TS_NOW ((int64_t)-1)
+
 #define BM_POOL_ALIGN 64
 
 typedef enum {
@@ -66,7 +76,9 @@ typedef enum {
 
 typedef struct {
     uint64_t seq;         /* valid from commit until the slot is freed */
-    int64_t timestamp_ns; /* bm_now_ns() at commit */
+    uint64_t ordinal;     /* QUEUED/HELD: `puts` when this put was counted (gaps) */
+    uint64_t gap;         /* HELD: ordinals skipped since the previous delivery */
+    int64_t timestamp_ns; /* the producer's, or bm_now_ns() at commit */
     size_t nbytes;        /* bytes written (<= frame_bytes) */
     int state;            /* bm_slot_state */
     int copying;          /* HELD by a copy in progress (get_into), not a frame */
@@ -93,6 +105,7 @@ typedef struct {
     int shutdown; /* bm_shutdown_mode */
     unsigned getters_waiting, putters_waiting;
     uint64_t next_seq;
+    uint64_t next_delivery; /* ordinal of the last frame taken + 1 (0: none yet) */
     uint64_t puts, gets, dropped, cleared, underruns;
     size_t high_water;
 } bm_pool;
@@ -136,6 +149,8 @@ static inline int bm_pool_init(bm_pool *p, size_t nslots, size_t frame_bytes, in
     p->policy = policy;
     for (size_t i = 0; i < nslots; i++) {
         p->meta[i].seq = 0;
+        p->meta[i].ordinal = 0;
+        p->meta[i].gap = 0;
         p->meta[i].timestamp_ns = 0;
         p->meta[i].nbytes = 0;
         p->meta[i].state = BM_SLOT_FREE;
@@ -290,11 +305,15 @@ static inline int bm_pool_abort_locked(bm_pool *p, size_t slot) {
     return BM_OK;
 }
 
-/* Queue a WRITING slot holding `nbytes` bytes: seq = next_seq++,
- * timestamp_ns = now, puts++, high_water. Shut down meanwhile (either mode):
- * the slot goes back to FREE and BM_SHUTDOWN. BM_INVALID if not WRITING. */
-static inline int bm_pool_commit_locked(bm_pool *p, size_t slot, size_t nbytes, uint64_t *seq) {
-    if (slot >= p->nslots || p->meta[slot].state != BM_SLOT_WRITING || nbytes > p->frame_bytes)
+/* Queue a WRITING slot holding `nbytes` bytes: seq = next_seq++, ordinal =
+ * puts++, timestamp_ns = `timestamp_ns` (>= 0) or now for BM_POOL_TS_NOW,
+ * high_water. Shut down meanwhile (either mode): the slot goes back to FREE
+ * and BM_SHUTDOWN. BM_INVALID if not WRITING or the timestamp is another
+ * negative value. */
+static inline int bm_pool_commit_ts_locked(bm_pool *p, size_t slot, size_t nbytes,
+                                           int64_t timestamp_ns, uint64_t *seq) {
+    if (slot >= p->nslots || p->meta[slot].state != BM_SLOT_WRITING || nbytes > p->frame_bytes ||
+        (timestamp_ns < 0 && timestamp_ns != BM_POOL_TS_NOW))
         return BM_INVALID;
     if (p->shutdown) {
         bm_pool_abort_locked(p, slot);
@@ -303,7 +322,9 @@ static inline int bm_pool_commit_locked(bm_pool *p, size_t slot, size_t nbytes, 
     bm_slot *m = &p->meta[slot];
     p->nwriting--;
     m->seq = p->next_seq++;
-    m->timestamp_ns = bm_now_ns();
+    m->ordinal = p->puts;
+    m->gap = 0;
+    m->timestamp_ns = timestamp_ns == BM_POOL_TS_NOW ? bm_now_ns() : timestamp_ns;
     m->nbytes = nbytes;
     m->state = BM_SLOT_QUEUED;
     bm_pool__push_queued(p, slot);
@@ -314,14 +335,28 @@ static inline int bm_pool_commit_locked(bm_pool *p, size_t slot, size_t nbytes, 
     return BM_OK;
 }
 
-/* Take the oldest queued frame into *slot (state HELD; `copying` marks a
- * holder that is a copy in progress rather than a frame object); gets++.
- * Waits until `deadline` for one: BM_EMPTY for BM_NOWAIT, BM_TIMEOUT when it
- * passes, BM_SHUTDOWN once shut down AND nothing is queued (gets drain).
- * When the oldest frame is larger than `max_nbytes`, nothing changes:
- * BM_TOOBIG with its size in *need (pass SIZE_MAX for "any size"). */
-static inline int bm_pool_take_locked(bm_pool *p, int64_t deadline, int *waited,
-                                      size_t max_nbytes, int copying, size_t *slot, size_t *need) {
+/* commit_ts stamped now (the frame's timestamp is the commit time). */
+static inline int bm_pool_commit_locked(bm_pool *p, size_t slot, size_t nbytes, uint64_t *seq) {
+    return bm_pool_commit_ts_locked(p, slot, nbytes, BM_POOL_TS_NOW, seq);
+}
+
+/* The i-th queued slot, oldest first (i < nqueued). */
+static inline size_t bm_pool_queued_at(const bm_pool *p, size_t i) {
+    size_t j = p->head + i;
+    if (j >= p->nslots) j -= p->nslots;
+    return p->fifo[j];
+}
+
+/* A queued slot is being delivered (taken): its gap since the previous delivery. */
+static inline void bm_pool__deliver(bm_pool *p, size_t s) {
+    bm_slot *m = &p->meta[s];
+    m->gap = m->ordinal - p->next_delivery; /* FIFO order == ordinal order: >= 0 */
+    p->next_delivery = m->ordinal + 1;
+}
+
+/* Wait until a frame is queued (take's wait): BM_OK, BM_EMPTY for
+ * BM_NOWAIT, BM_TIMEOUT, BM_SHUTDOWN once shut down and drained. */
+static inline int bm_pool__wait_queued(bm_pool *p, int64_t deadline, int *waited) {
     while (p->nqueued == 0) {
         if (p->shutdown) return BM_SHUTDOWN;
         if (deadline == BM_NOWAIT) return BM_EMPTY;
@@ -334,6 +369,19 @@ static inline int bm_pool_take_locked(bm_pool *p, int64_t deadline, int *waited,
             return BM_TIMEOUT;
         }
     }
+    return BM_OK;
+}
+
+/* Take the oldest queued frame into *slot (state HELD; `copying` marks a
+ * holder that is a copy in progress rather than a frame object); gets++.
+ * Waits until `deadline` for one: BM_EMPTY for BM_NOWAIT, BM_TIMEOUT when it
+ * passes, BM_SHUTDOWN once shut down AND nothing is queued (gets drain).
+ * When the oldest frame is larger than `max_nbytes`, nothing changes:
+ * BM_TOOBIG with its size in *need (pass SIZE_MAX for "any size"). */
+static inline int bm_pool_take_locked(bm_pool *p, int64_t deadline, int *waited,
+                                      size_t max_nbytes, int copying, size_t *slot, size_t *need) {
+    int st = bm_pool__wait_queued(p, deadline, waited);
+    if (st != BM_OK) return st;
     size_t s = p->fifo[p->head];
     if (p->meta[s].nbytes > max_nbytes) {
         if (need) *need = p->meta[s].nbytes;
@@ -342,6 +390,7 @@ static inline int bm_pool_take_locked(bm_pool *p, int64_t deadline, int *waited,
         return BM_TOOBIG;
     }
     bm_pool__pop_queued(p);
+    bm_pool__deliver(p, s);
     p->meta[s].state = BM_SLOT_HELD;
     p->meta[s].copying = copying ? 1 : 0;
     p->nheld++;
@@ -351,6 +400,38 @@ static inline int bm_pool_take_locked(bm_pool *p, int64_t deadline, int *waited,
     /* chain: more frames and more sleeping getters (a signal was consumed by a
      * BM_TOOBIG caller, or several commits raced one wake-up) */
     if (p->nqueued) bm_pool__wake_getter(p);
+    return BM_OK;
+}
+
+/* Take the NEWEST queued frame into *slot (HELD by a frame object); every
+ * older queued frame is freed and counted in dropped (its gap shows in the
+ * taken frame's), and its slot index written to dropped_slots[0..*ndropped)
+ * when dropped_slots is not NULL (room for nslots - 1 entries), so a caller
+ * can release what it kept per slot. gets++. Waits like take. */
+static inline int bm_pool_take_latest_locked(bm_pool *p, int64_t deadline, int *waited,
+                                             size_t *slot, size_t *dropped_slots,
+                                             size_t *ndropped) {
+    size_t n = 0;
+    int st = bm_pool__wait_queued(p, deadline, waited);
+    if (ndropped) *ndropped = 0;
+    if (st != BM_OK) return st;
+    while (p->nqueued > 1) {
+        size_t d = bm_pool__pop_queued(p);
+        bm_pool__push_free(p, d);
+        p->dropped++;
+        if (dropped_slots) dropped_slots[n] = d;
+        n++;
+    }
+    size_t s = bm_pool__pop_queued(p);
+    p->head = 0; /* empty now */
+    bm_pool__deliver(p, s);
+    p->meta[s].state = BM_SLOT_HELD;
+    p->meta[s].copying = 0;
+    p->nheld++;
+    p->gets++;
+    *slot = s;
+    if (ndropped) *ndropped = n;
+    bm_pool__wake_putters(p, n);
     return BM_OK;
 }
 
@@ -419,7 +500,8 @@ static inline int bm_pool_check_locked(const bm_pool *p) {
     if (p->nfree + p->nwriting + p->nqueued + p->nheld != p->nslots) return 3;
     for (size_t i = 0; i < p->nfree; i++)
         if (p->meta[p->free_stack[i]].state != BM_SLOT_FREE) return 4;
-    uint64_t prev = 0;
+    uint64_t prev = 0, prev_ord = 0;
+    if (p->next_delivery > p->puts) return 9;
     for (size_t i = 0; i < p->nqueued; i++) {
         size_t j = p->head + i;
         if (j >= p->nslots) j -= p->nslots;
@@ -427,6 +509,10 @@ static inline int bm_pool_check_locked(const bm_pool *p) {
         if (m->state != BM_SLOT_QUEUED) return 5;
         if (i && m->seq <= prev) return 6; /* FIFO order == seq order */
         prev = m->seq;
+        /* FIFO order == ordinal order, all after the last delivery (gaps >= 0) */
+        if (m->ordinal < p->next_delivery || m->ordinal >= p->puts) return 9;
+        if (i && m->ordinal <= prev_ord) return 9;
+        prev_ord = m->ordinal;
     }
     if (p->puts != p->gets + p->dropped + p->cleared + p->nqueued) return 7;
     if (p->nqueued > p->high_water || p->high_water > p->nslots) return 8;

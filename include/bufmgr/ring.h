@@ -458,6 +458,95 @@ static inline void bm_ring_stats_locked(const bm_ring *r, bm_stats *s) {
     s->shutdown = r->shutdown;
 }
 
+/* ---- watching without taking (queue.Queue's not_empty/not_full/all_tasks_done)
+ *
+ * queue.Queue exposes its three Condition objects; code such as
+ * multiprocessing.dummy's Connection.poll() sleeps on `not_empty` without
+ * getting anything. These calls let a binding offer that: a watcher sleeps
+ * on the ring's own condition variable, counted among the getters (ITEMS),
+ * putters (ROOM) or joiners (ALL_DONE), so the ring's ordinary signals wake
+ * it, until the ring's event count for that kind moves away from the value
+ * the watcher saw, or *kick (a counter the binding bumps, under the mutex,
+ * for an explicit notify) moves away from kick_seen, or the deadline. */
+typedef enum { BM_WATCH_ITEMS = 0, BM_WATCH_ROOM = 1, BM_WATCH_ALL_DONE = 2 } bm_watch;
+
+/* A number that changes whenever the ring does something a watcher of
+ * `kind` is woken for: ITEMS an item put (or a shutdown), ROOM a place freed
+ * (or a shutdown), ALL_DONE the unfinished count changing or reaching 0 (or
+ * a shutdown). The shutdown mode sits in the low two bits. */
+static inline uint64_t bm_ring_events_locked(const bm_ring *r, int kind) {
+    uint64_t mode = (uint64_t)r->shutdown & 3u;
+    if (kind == BM_WATCH_ITEMS) return (r->puts << 2) | mode;
+    if (kind == BM_WATCH_ROOM) return ((r->gets + r->dropped + r->cleared) << 2) | mode;
+    if (r->unfinished == 0) return UINT64_MAX - 3 + mode;
+    return ((uint64_t)r->unfinished << 2) | mode;
+}
+
+/* Returns BM_OK once the events or the kick moved, BM_TIMEOUT at the
+ * deadline (BM_NOWAIT: check only). Takes nothing from the ring. A watcher
+ * may have taken a wake-up the ring meant for a real getter or putter (a
+ * condition variable wakes whichever sleeper it likes), so on the way out
+ * it passes one on while items (room) are still there to be had. */
+static inline int bm_ring_watch_locked(bm_ring *r, int kind, uint64_t seen,
+                                       const volatile uint64_t *kick, uint64_t kick_seen,
+                                       int64_t deadline) {
+    bm_cond_t *cv = kind == BM_WATCH_ITEMS ? &r->not_empty
+                    : kind == BM_WATCH_ROOM ? &r->not_full : &r->all_done;
+    unsigned *waiting = kind == BM_WATCH_ITEMS ? &r->getters_waiting
+                        : kind == BM_WATCH_ROOM ? &r->putters_waiting : &r->joiners_waiting;
+    unsigned *signaled = kind == BM_WATCH_ITEMS ? &r->getters_signaled
+                         : kind == BM_WATCH_ROOM ? &r->putters_signaled : &r->joiners_signaled;
+    int st = BM_OK;
+    while (bm_ring_events_locked(r, kind) == seen && !(kick && *kick != kick_seen)) {
+        if (deadline == BM_NOWAIT) { st = BM_TIMEOUT; break; }
+        (*waiting)++;
+        int rc = bm_cond_wait_until(cv, &r->mu, deadline);
+        BM__WAIT_DONE(*waiting, *signaled);
+        if (rc == BM_WAIT_TIMEDOUT && bm_ring_events_locked(r, kind) == seen
+            && !(kick && *kick != kick_seen)) {
+            st = BM_TIMEOUT;
+            break;
+        }
+    }
+    if (kind == BM_WATCH_ITEMS && r->count) bm__wake_getters(r, r->count);
+    if (kind == BM_WATCH_ROOM && !bm__full(r))
+        bm__wake_putters(r, r->maxsize ? r->maxsize - r->count : BM__ALL);
+    return st;
+}
+
+/* Wake every sleeper on `kind`'s condition variable (a binding's explicit
+ * notify, after bumping its kick counter under the mutex). Ordinary getters,
+ * putters and joiners woken by it re-check their predicate and sleep again. */
+static inline void bm_ring_kick_locked(bm_ring *r, int kind) {
+    if (kind == BM_WATCH_ITEMS) {
+        r->getters_signaled = r->getters_waiting;
+        if (r->getters_waiting) bm_cond_broadcast(&r->not_empty);
+    } else if (kind == BM_WATCH_ROOM) {
+        r->putters_signaled = r->putters_waiting;
+        if (r->putters_waiting) bm_cond_broadcast(&r->not_full);
+    } else {
+        r->joiners_signaled = r->joiners_waiting;
+        if (r->joiners_waiting) bm_cond_broadcast(&r->all_done);
+    }
+}
+
+/* queue.Queue lets `q.unfinished_tasks = 0` forgive outstanding tasks; set
+ * the count to n <= the current one (BM_INVALID otherwise), waking joiners
+ * when it reaches 0. */
+static inline int bm_ring_set_unfinished_locked(bm_ring *r, size_t n) {
+    if (n > r->unfinished) return BM_INVALID;
+    bm__retire(r, r->unfinished - n);
+    return BM_OK;
+}
+
+/* Index i (0 = oldest) of the queued items, or NULL when out of range. */
+static inline void *bm_ring_peek_locked(const bm_ring *r, size_t i) {
+    if (i >= r->count) return NULL;
+    size_t j = r->head + i;
+    if (j >= r->cap) j -= r->cap;
+    return r->buf[j];
+}
+
 #ifdef __cplusplus
 }
 #endif

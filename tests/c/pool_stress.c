@@ -9,13 +9,19 @@
  * random short time, verify every byte against the key and the committed
  * nbytes, and release. Zero torn frames, each frame delivered at most once
  * (exactly once under "block"), per-producer order == pool seq order, the
- * counters add up, and every slot is free at the end. Waits use short
+ * counters add up, delivered + the frames' gaps == the last delivered
+ * ordinal + 1, and every slot is free at the end. Under the drop policies
+ * one take in eight is a take_latest (a preview consumer). Waits use short
  * deadlines (like the Python layer's 50 ms slices) and sometimes BM_FOREVER.
  * Scenario 2: shutdown (immediate and graceful) with blocked putters and
  * getters, a put mid-copy, and frames held across the shutdown.
  * Scenario 3: policies/underruns/BM_TOOBIG/abort, deterministic.
  * Scenario 4: sizes: overflow -> BM_INVALID, allocation failure -> BM_NOMEM,
  * 64-byte alignment, deadlines on the monotonic clock.
+ * Scenario 5: capture (issue 14), deterministic: producer timestamps
+ * (commit_ts), gaps across evictions / refusals / clears / take_latest,
+ * take_latest's dropped slots and counters, a take_latest waiter woken by a
+ * commit.
  *
  * The first failed check prints "FAIL [scenario] file:line: ..." and exits 1.
  * A watchdog (SIGALRM) turns a hang into exit 3 naming the scenario.
@@ -89,6 +95,7 @@ typedef struct {
     atomic_uchar *seen;       /* [NPROD * per]: delivered count per frame */
     uint64_t *seq_of;         /* [NPROD * per]: pool seq of the delivered frame */
     atomic_ulong refused, produced, delivered, torn, timeouts, holds, forever_waits;
+    atomic_ulong gaps, latest_takes, latest_dropped; /* sum of delivered frames' gaps; take_latest calls */
     atomic_int producers_left;
 } s1_t;
 
@@ -156,10 +163,19 @@ static void *s1_consumer(void *a) {
         int waited = 0, st;
         int forever = (xorshift(&rng) % 64) == 0;
         int into = (xorshift(&rng) & 3) == 0; /* get_into style: copy then release */
+        /* a preview consumer (drop policies only: "block" must deliver all) */
+        int latest = !into && c->policy != BM_POLICY_BLOCK && (xorshift(&rng) & 7) == 0;
         for (;;) {
             int64_t dl = forever ? BM_FOREVER : bm_now_ns() + MS(2);
             bm_pool_lock(p);
-            st = bm_pool_take_locked(p, dl, &waited, SIZE_MAX, into, &slot, &need);
+            if (latest) {
+                size_t nd = 0;
+                st = bm_pool_take_latest_locked(p, dl, &waited, &slot, NULL, &nd);
+                need = st == BM_OK ? p->meta[slot].nbytes : 0;
+                atomic_fetch_add(&c->latest_dropped, (unsigned long)nd);
+            } else {
+                st = bm_pool_take_locked(p, dl, &waited, SIZE_MAX, into, &slot, &need);
+            }
             bm_pool_unlock(p);
             if (st != BM_TIMEOUT) break;
             atomic_fetch_add(&c->timeouts, 1);
@@ -170,6 +186,8 @@ static void *s1_consumer(void *a) {
         const bm_slot *m = bm_pool_slot(p, slot);
         size_t nbytes = m->nbytes;
         uint64_t seq = m->seq;
+        atomic_fetch_add(&c->gaps, (unsigned long)m->gap);
+        if (latest) atomic_fetch_add(&c->latest_takes, 1);
         CHECK(nbytes == need, "need %zu != nbytes %zu", need, nbytes);
         const unsigned char *src = bm_pool_slot_data(p, slot);
         if (into) {
@@ -264,12 +282,19 @@ static void scenario_mpmc(int policy) {
     CHECK(s.dropped >= refused, "dropped %llu < refused %lu", (unsigned long long)s.dropped, refused);
     CHECK(delivered + s.dropped == total, "delivered %lu + dropped %llu != %zu", delivered,
           (unsigned long long)s.dropped, total);
+    /* every put up to the last delivered one was delivered or counted in a gap */
+    unsigned long gaps = atomic_load(&c->gaps);
+    unsigned long latest_dropped = atomic_load(&c->latest_dropped);
+    CHECK(delivered + gaps == c->pool.next_delivery && c->pool.next_delivery <= total,
+          "delivered %lu + gaps %lu != next_delivery %llu (total %zu)", delivered, gaps,
+          (unsigned long long)c->pool.next_delivery, total);
+    if (policy == BM_POLICY_BLOCK) CHECK(gaps == 0, "block: gaps %lu", gaps);
     if (policy == BM_POLICY_BLOCK) {
         CHECK(s.dropped == 0 && refused == 0, "block policy dropped frames");
         CHECK(delivered == total, "block: lost frames");
     }
     if (policy == BM_POLICY_DROP_NEWEST)
-        CHECK(s.dropped == refused, "drop_newest evicted a queued frame");
+        CHECK(s.dropped == refused + latest_dropped, "drop_newest evicted a queued frame");
     CHECK(s.underruns <= (policy == BM_POLICY_BLOCK ? s.puts : s.dropped), "underruns %llu",
           (unsigned long long)s.underruns);
     /* per producer: pool seq order == production order (FIFO, seq at commit) */
@@ -287,10 +312,10 @@ static void scenario_mpmc(int policy) {
     }
     printf("[%s] ok: %s: %zu frames (4P x 4C, %zu slots of %zu B): delivered %lu, dropped %llu "
            "(refused %lu), underruns %llu, high_water %zu, %lu slice timeouts, %lu long holds, "
-           "0 torn, all slots free (%.2fs)\n",
+           "%lu take_latest (%lu older dropped), gaps add up, 0 torn, all slots free (%.2fs)\n",
            g_scenario, pol_name(policy), total, c->slots, c->frame_bytes, delivered, (unsigned long long)s.dropped,
            refused, (unsigned long long)s.underruns, s.high_water, atomic_load(&c->timeouts),
-           atomic_load(&c->holds), secs_since(t0));
+           atomic_load(&c->holds), atomic_load(&c->latest_takes), latest_dropped, secs_since(t0));
     bm_pool_destroy(&c->pool);
     free(c->seen);
     free(c->seq_of);
@@ -626,6 +651,121 @@ static void scenario_sizes(void) {
            g_scenario, el / 1e6, secs_since(t0));
 }
 
+/* ---- scenario 5: timestamps, gaps, take_latest (deterministic) ---------- */
+
+static void *latest_waiter_fn(void *a) {
+    waiter_t *w = (waiter_t *)a;
+    size_t slot = 0, nd = 0;
+    size_t dropped[4];
+    bm_pool_lock(w->p);
+    w->st = bm_pool_take_latest_locked(w->p, bm_now_ns() + w->timeout, NULL, &slot, dropped, &nd);
+    if (w->st == BM_OK) {
+        w->slot = slot;
+        bm_pool_release_locked(w->p, slot);
+    }
+    bm_pool_unlock(w->p);
+    w->woke_ns = bm_now_ns();
+    return NULL;
+}
+
+static void scenario_capture(void) {
+    int64_t t0 = bm_now_ns();
+    bm_pool p;
+    size_t slot, s0, need, nd, dropped[8];
+    uint64_t seq;
+    bm_pool_stats s;
+
+    /* producer timestamps: kept as given; BM_POOL_TS_NOW stamps the commit time */
+    CHECK(bm_pool_init(&p, 4, 64, BM_POLICY_DROP_OLDEST) == BM_OK, "init");
+    bm_pool_lock(&p);
+    CHECK(bm_pool_reserve_locked(&p, BM_NOWAIT, NULL, &slot) == BM_OK, "reserve");
+    CHECK(bm_pool_commit_ts_locked(&p, slot, 8, -5, &seq) == BM_INVALID, "negative ts refused");
+    CHECK(bm_pool_commit_ts_locked(&p, slot, 8, INT64_MAX, &seq) == BM_OK && seq == 0, "ts max");
+    CHECK(p.meta[slot].timestamp_ns == INT64_MAX, "producer ts kept");
+    int64_t before = bm_now_ns();
+    CHECK(bm_pool_reserve_locked(&p, BM_NOWAIT, NULL, &slot) == BM_OK, "reserve");
+    CHECK(bm_pool_commit_ts_locked(&p, slot, 8, BM_POOL_TS_NOW, &seq) == BM_OK && seq == 1, "now");
+    CHECK(p.meta[slot].timestamp_ns >= before && p.meta[slot].timestamp_ns <= bm_now_ns(),
+          "TS_NOW is the commit time");
+    /* gaps: the first delivery counts nothing lost */
+    CHECK(bm_pool_take_locked(&p, BM_NOWAIT, NULL, SIZE_MAX, 0, &s0, &need) == BM_OK &&
+              p.meta[s0].seq == 0 && p.meta[s0].gap == 0, "first gap 0");
+    bm_pool_release_locked(&p, s0);
+    bm_pool_unlock(&p);
+    /* fill (seq 1 queued + 2, 3, 4), then 5 and 6 evict 1 and 2 */
+    for (int i = 2; i <= 6; i++) CHECK(put_frame(&p, (unsigned char)i, 4) == i, "put %d", i);
+    bm_pool_lock(&p);
+    bm_pool_stats_locked(&p, &s);
+    CHECK(s.dropped == 2 && s.size == 4, "two evictions");
+    CHECK(bm_pool_take_locked(&p, BM_NOWAIT, NULL, SIZE_MAX, 0, &s0, &need) == BM_OK &&
+              p.meta[s0].seq == 3 && p.meta[s0].gap == 2, "gap after two evictions: %llu",
+          (unsigned long long)p.meta[s0].gap);
+    bm_pool_release_locked(&p, s0);
+    /* take_latest: 4, 5 dropped, 6 taken (gap 2); its dropped slots are named */
+    CHECK(bm_pool_take_latest_locked(&p, BM_NOWAIT, NULL, &s0, dropped, &nd) == BM_OK, "latest");
+    CHECK(p.meta[s0].seq == 6 && p.meta[s0].gap == 2 && nd == 2, "latest: seq %llu gap %llu nd %zu",
+          (unsigned long long)p.meta[s0].seq, (unsigned long long)p.meta[s0].gap, nd);
+    CHECK(p.meta[dropped[0]].state == BM_SLOT_FREE && p.meta[dropped[1]].state == BM_SLOT_FREE &&
+              dropped[0] != dropped[1] && dropped[0] != s0 && dropped[1] != s0,
+          "dropped slots are free");
+    bm_pool_stats_locked(&p, &s);
+    CHECK(s.dropped == 4 && s.size == 0 && s.held == 1 && s.gets == 3, "latest counters");
+    CHECK(bm_pool_take_latest_locked(&p, BM_NOWAIT, NULL, &slot, dropped, &nd) == BM_EMPTY &&
+              nd == 0, "latest never returns a frame twice");
+    bm_pool_release_locked(&p, s0);
+    check_pool_locked(&p);
+    /* a clear and a drop_newest refusal count in the next gap too */
+    bm_pool_unlock(&p);
+    CHECK(put_frame(&p, 7, 4) == 7 && put_frame(&p, 8, 4) == 8, "put");
+    bm_pool_lock(&p);
+    CHECK(bm_pool_clear_locked(&p) == 2, "clear");
+    p.policy = BM_POLICY_DROP_NEWEST;
+    bm_pool_unlock(&p);
+    for (int i = 0; i < 4; i++) CHECK(put_frame(&p, 9, 4) == 9 + i, "fill");
+    CHECK(put_frame(&p, 13, 4) == -(int64_t)BM_REFUSED - 1, "refused");
+    bm_pool_lock(&p);
+    CHECK(bm_pool_take_latest_locked(&p, BM_NOWAIT, NULL, &s0, NULL, &nd) == BM_OK &&
+              p.meta[s0].seq == 12 && nd == 3, "latest of four");
+    /* ordinals: 0..6 = seqs 0..6; 7, 8 cleared; 9..12 -> ordinals 9..12; refused 13 */
+    CHECK(p.meta[s0].gap == 12 - 7, "gap over clear + latest: %llu",
+          (unsigned long long)p.meta[s0].gap);
+    bm_pool_release_locked(&p, s0);
+    bm_pool_unlock(&p);
+    CHECK(put_frame(&p, 14, 4) == 13, "refused frames take no seq");
+    bm_pool_lock(&p);
+    CHECK(bm_pool_take_locked(&p, BM_NOWAIT, NULL, SIZE_MAX, 0, &s0, &need) == BM_OK &&
+              p.meta[s0].gap == 1, "a refused put is one frame lost: gap %llu",
+          (unsigned long long)p.meta[s0].gap);
+    bm_pool_release_locked(&p, s0);
+    bm_pool_stats_locked(&p, &s);
+    CHECK(s.puts == s.gets + s.dropped + s.cleared + s.size, "P2");
+    check_pool_locked(&p);
+    bm_pool_unlock(&p);
+    bm_pool_destroy(&p);
+
+    /* a sleeping take_latest is woken by a commit */
+    CHECK(bm_pool_init(&p, 2, 64, BM_POLICY_BLOCK) == BM_OK, "init");
+    waiter_t w;
+    memset(&w, 0, sizeof w);
+    w.p = &p;
+    w.timeout = MS(20000);
+    pthread_t t;
+    spawn(&t, latest_waiter_fn, &w);
+    wait_for_waiters(&p, 0, 1);
+    int64_t tput = bm_now_ns();
+    CHECK(put_frame(&p, 1, 8) == 0, "put");
+    reap(t);
+    CHECK(w.st == BM_OK && w.woke_ns - tput < MS(5000), "latest waiter: %s", st_name(w.st));
+    bm_pool_lock(&p);
+    check_pool_locked(&p);
+    CHECK(p.nfree == 2, "released");
+    bm_pool_unlock(&p);
+    bm_pool_destroy(&p);
+    printf("[%s] ok: producer timestamps, gaps over evictions/refusals/clears/take_latest, "
+           "take_latest drops and names older slots, wakes on commit (%.2fs)\n",
+           g_scenario, secs_since(t0));
+}
+
 int main(void) {
     const char *sc = getenv("POOL_STRESS_SCALE");
     harness_start(sc ? sc : getenv("RING_STRESS_SCALE"));
@@ -643,6 +783,8 @@ int main(void) {
     scenario_policies();
     begin("4 sizes and deadlines", wd);
     scenario_sizes();
+    begin("5 capture", wd);
+    scenario_capture();
     harness_finish("pool_stress", "pool");
     return 0;
 }

@@ -1209,6 +1209,133 @@ static void scenario_deadlines(void) {
 
 /* ---- main ------------------------------------------------------------------ */
 
+/* ---- 7. watchers (bm_ring_watch_locked: queue.Queue-style not_empty/not_full/
+ * all_tasks_done in the binding). A watcher sleeps among the real getters
+ * (putters, joiners) and takes nothing. Checked, over many rounds so that
+ * the condition variable's choice of whom to wake varies: a put (get,
+ * last task_done) wakes the watcher AND still reaches the real getter
+ * (putter), whose deadline is far away -- a watcher that swallowed the
+ * only signal without passing it on shows as that getter timing out; a
+ * kick wakes the watcher and nobody takes anything; nothing happening ends
+ * in BM_TIMEOUT at the deadline. */
+typedef struct {
+    bm_ring *r;
+    int kind;
+    int64_t timeout;
+    uint64_t kick; /* bumped under r->mu by the main thread */
+    int rc;
+    atomic_int started, done;
+} watcher_t;
+
+static void *watcher_fn(void *a) {
+    watcher_t *w = a;
+    bm_ring_lock(w->r);
+    uint64_t seen = bm_ring_events_locked(w->r, w->kind), kick_seen = w->kick;
+    atomic_store(&w->started, 1);
+    w->rc = bm_ring_watch_locked(w->r, w->kind, seen, &w->kick, kick_seen,
+                                 bm_now_ns() + w->timeout);
+    check_cons_locked(w->r);
+    bm_ring_unlock(w->r);
+    atomic_store(&w->done, 1);
+    return NULL;
+}
+
+static void scenario_watchers(void) {
+    static int token;
+    size_t rounds = scaled(200);
+    for (size_t round = 0; round < rounds; round++) {
+        int kind = (int)(round % 3);
+        bm_ring r;
+        CHECK(bm_ring_init(&r, 1, BM_POLICY_BLOCK) == BM_OK, "init");
+        void *d = NULL, *out = NULL;
+        bm_ring_lock(&r);
+        if (kind != BM_WATCH_ITEMS) CHECK(bm_ring_put_locked(&r, &token, BM_NOWAIT, NULL, &d) == BM_OK, "put");
+        bm_ring_unlock(&r);
+        /* the real sleeper: a getter (ITEMS), a putter (ROOM), a joiner (ALL_DONE) */
+        waiter_t real = {.r = &r, .timeout = MS(20000), .item = {&token}};
+        real.kind = kind == BM_WATCH_ITEMS ? W_GET : kind == BM_WATCH_ROOM ? W_PUT : W_JOIN;
+        watcher_t w = {.r = &r, .kind = kind, .timeout = MS(20000)};
+        pthread_t tr, tw;
+        spawn(&tw, watcher_fn, &w);
+        spawn(&tr, waiter_fn, &real);
+        unsigned g = kind == BM_WATCH_ITEMS ? 2 : 0, p = kind == BM_WATCH_ROOM ? 2 : 0,
+                 j = kind == BM_WATCH_ALL_DONE ? 2 : 0;
+        wait_blocked(&r, p, g, j, "watchers");
+        bm_ring_lock(&r);
+        if (kind == BM_WATCH_ITEMS) CHECK(bm_ring_put_locked(&r, &token, BM_NOWAIT, NULL, &d) == BM_OK, "put");
+        if (kind == BM_WATCH_ROOM) {
+            CHECK(bm_ring_get_locked(&r, BM_NOWAIT, NULL, &out) == BM_OK, "get");
+            CHECK(bm_ring_task_done_locked(&r) == BM_OK, "task_done");
+        }
+        if (kind == BM_WATCH_ALL_DONE) {
+            CHECK(bm_ring_get_locked(&r, BM_NOWAIT, NULL, &out) == BM_OK, "get");
+            CHECK(bm_ring_task_done_locked(&r) == BM_OK, "task_done");
+        }
+        bm_ring_unlock(&r);
+        reap(tw);
+        reap(tr);
+        CHECK(w.rc == BM_OK, "round %zu kind %d: watcher rc %s", round, kind, st_name(w.rc));
+        CHECK(real.rc == BM_OK, "round %zu kind %d: the real sleeper got %s: its wake-up was lost",
+              round, kind, st_name(real.rc));
+        bm_items rest;
+        bm_ring_lock(&r);
+        bm_ring_clear_locked(&r, &rest);
+        bm_ring_unlock(&r);
+        bm_items_free(&rest);
+        bm_ring_destroy(&r);
+    }
+
+    /* a kick wakes the watcher only; a real getter keeps waiting and takes nothing */
+    bm_ring r;
+    CHECK(bm_ring_init(&r, 0, BM_POLICY_BLOCK) == BM_OK, "init");
+    watcher_t w = {.r = &r, .kind = BM_WATCH_ITEMS, .timeout = MS(20000)};
+    waiter_t real = {.r = &r, .kind = W_GET, .timeout = MS(20000)};
+    pthread_t tr, tw;
+    spawn(&tw, watcher_fn, &w);
+    spawn(&tr, waiter_fn, &real);
+    wait_blocked(&r, 0, 2, 0, "kick");
+    bm_ring_lock(&r);
+    w.kick++;
+    bm_ring_kick_locked(&r, BM_WATCH_ITEMS);
+    bm_ring_unlock(&r);
+    reap(tw);
+    CHECK(w.rc == BM_OK, "kicked watcher rc %s", st_name(w.rc));
+    wait_blocked(&r, 0, 1, 0, "after kick");
+    CHECK(!atomic_load(&real.done), "the getter returned from a kick");
+    void *d = NULL;
+    bm_ring_lock(&r);
+    CHECK(bm_ring_put_locked(&r, &token, BM_NOWAIT, NULL, &d) == BM_OK, "put");
+    bm_ring_unlock(&r);
+    reap(tr);
+    CHECK(real.rc == BM_OK && real.out == &token, "getter after the kick: %s", st_name(real.rc));
+
+    /* nothing happens: BM_TIMEOUT, not before the deadline */
+    watcher_t idle = {.r = &r, .kind = BM_WATCH_ROOM, .timeout = MS(30)};
+    int64_t t0 = bm_now_ns();
+    spawn(&tw, watcher_fn, &idle);
+    reap(tw);
+    CHECK(idle.rc == BM_TIMEOUT && bm_now_ns() - t0 >= MS(30), "idle watcher: %s", st_name(idle.rc));
+
+    /* unfinished can be lowered, never raised; peek sees the queued items in order */
+    static int other;
+    bm_ring_lock(&r);
+    CHECK(r.unfinished == 1, "unfinished %zu", r.unfinished);
+    CHECK(bm_ring_set_unfinished_locked(&r, 2) == BM_INVALID && r.unfinished == 1, "raised");
+    CHECK(bm_ring_set_unfinished_locked(&r, 0) == BM_OK && r.unfinished == 0, "lowered");
+    CHECK(bm_ring_put_locked(&r, &token, BM_NOWAIT, NULL, &d) == BM_OK, "put");
+    CHECK(bm_ring_put_locked(&r, &other, BM_NOWAIT, NULL, &d) == BM_OK, "put");
+    CHECK(bm_ring_peek_locked(&r, 0) == &token && bm_ring_peek_locked(&r, 1) == &other
+          && bm_ring_peek_locked(&r, 2) == NULL, "peek");
+    bm_items rest;
+    bm_ring_clear_locked(&r, &rest);
+    bm_ring_unlock(&r);
+    bm_items_free(&rest);
+    bm_ring_destroy(&r);
+    printf("[%s] ok: %zu rounds: a put / get / last task_done wakes a watcher and still reaches the real "
+           "sleeper; a kick wakes only the watcher; idle -> BM_TIMEOUT; unfinished lowered not raised; "
+           "peek\n", g_scenario, rounds);
+}
+
 int main(void) {
     harness_start(getenv("RING_STRESS_SCALE"));
     unsigned wd = 60; /* seconds per scenario; each takes < 3 s even under valgrind */
@@ -1237,6 +1364,8 @@ int main(void) {
     scenario_nomem();
     begin("6 monotonic deadlines", wd);
     scenario_deadlines();
+    begin("7 watchers (queue.Queue-style conditions)", wd);
+    scenario_watchers();
     harness_finish("ring_stress", "ring");
     return 0;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/c/run.sh - build each C stress harness (ring_stress.c, pool_stress.c) three ways and run it:
+# tests/c/run.sh - build each C stress harness (ring_stress.c, pool_stress.c, shm_stress.c) three ways and run it:
 #   tsan   : -fsanitize=thread
 #   asan   : -fsanitize=address,undefined (leak checking on)
 #   plain  : -O2, and again under valgrind --leak-check=full when installed
@@ -52,7 +52,9 @@ build_one() {
     rm -f "$out" # never run a stale binary after a failed build
     # $CC unquoted on purpose: CC="gcc -m32" or CC="ccache gcc" must work
     # shellcheck disable=SC2086
-    if ! $CC "${common[@]}" "$@" "$here/$harness.c" -o "$out" 2>"$build/build_${harness}_$name.log"; then
+    local libs=()
+    [ "$harness" = shm_stress ] && libs=(-lrt) # shm_open on glibc < 2.34
+    if ! $CC "${common[@]}" "$@" "$here/$harness.c" -o "$out" "${libs[@]}" 2>"$build/build_${harness}_$name.log"; then
         cat "$build/build_${harness}_$name.log"
         echo "!! build $name FAILED (for a sanitizer build: is its runtime installed for $CC?)"
         return 1
@@ -105,7 +107,7 @@ run_one() { # NAME [wrapper...]
     check_run "$name" "$log" "$rc" "$t0"
 }
 
-harnesses=(${HARNESSES:-ring_stress pool_stress})
+harnesses=(${HARNESSES:-ring_stress pool_stress shm_stress})
 nbuilds=0
 for harness in "${harnesses[@]}"; do
 for variant in tsan asan plain; do

@@ -1,0 +1,1292 @@
+# cython: language_level=3, embedsignature=True, freethreading_compatible=True
+# cython: boundscheck=False, wraparound=False, cdivision=True
+"""Compiled SharedFrameRing: a frame pool in a named shared-memory segment
+(include/bufmgr/shmring.h), usable from every process of the same user.
+
+Concurrency rules of this file (README "Concurrency invariants"):
+
+S1. (inv. 1) No Python code runs while the segment mutex is held: metadata
+    is pickled before a slot is reserved and unpickled after the slot is
+    HELD and the mutex released; every exception is raised after unlocking,
+    from the returned status. The GIL is never taken while the mutex is
+    held: _lock() polls with the GIL, and when the holder stays away it
+    waits for the mutex WITHOUT the GIL, lets go, and tries again.
+S2. (inv. 2) The GIL is released only to wait (futex slices, a contended
+    mutex) and around copies of _COPY_NOGIL_MIN bytes or more. Frame bytes
+    and metadata are copied with the mutex NOT held, by the slot's owner.
+S3. (inv. 3) Waits: absolute monotonic deadlines, slices of <= 50 ms with
+    the GIL released, PyErr_CheckSignals between slices; an interrupted
+    call owns no slot (reserve/take happen atomically inside the C wait).
+    A slice that times out also runs a liveness scan (in C, rate-limited).
+S4. (inv. 6) A process may die at any instant: the C layer recovers the
+    mutex, the slots and the counters. This file keeps the process-local
+    side honest: a Frame or Slot records the participant (entry, gen) it
+    was got under and hands its slot back only while that is still this
+    process's participant (a forked child's copies of the parent's frames
+    never free the parent's slots); a _Segment (the mapping) is kept alive
+    by every Frame, Slot and ring using it, so close() never leaves a
+    dangling pointer and never fails with exported views.
+S5. (inv. 4) puts == gets + dropped + reclaimed + cleared + size, from
+    every process (see shmring.h for what each counter counts).
+"""
+
+cimport cython
+from cpython.buffer cimport (PyBUF_FORMAT, PyBUF_FULL_RO, PyBUF_ND, PyBUF_STRIDES,
+                             PyBUF_WRITABLE, PyBuffer_IsContiguous, PyBuffer_Release,
+                             PyObject_GetBuffer)
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.exc cimport PyErr_CheckSignals
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+
+from bufmgr._cshm cimport *
+
+import atexit
+import os
+import pickle
+import secrets
+import sys
+import weakref
+
+from bufmgr import _errors
+from bufmgr import _framering_common as _frc
+from bufmgr._errors import Empty, Full, ShutDown
+
+cdef int64_t _SLICE_NS = <int64_t>(_errors.WAIT_SLICE_S * 1e9)
+cdef int _LOCK_SPINS = 50
+cdef double _MAX_FINITE_TIMEOUT = 1e9
+cdef uint64_t _ANY_SIZE = <uint64_t>-1
+
+cdef enum:
+    _COPY_NOGIL_MIN = 65536  # as FrameRing (see _framering.pxi for the measurement)
+
+NAME_PREFIX = "bufmgr-"
+NAME_MAX = BM_SHM_NAME_MAX
+LAYOUT_VERSION = BM_SHM_LAYOUT_VERSION
+MAX_PARTICIPANTS = BM_SHM_MAX_PARTICIPANTS
+DEFAULT_METADATA_BYTES = 256
+
+#: stats() keys: FrameRing's, then the cross-process ones.
+STATS_KEYS = _frc.STATS_KEYS + (
+    "reclaimed", "reclaimed_slots", "writing", "lock_recoveries", "dead_participants",
+    "participants", "metadata_bytes", "getters_waiting", "putters_waiting",
+)
+
+cdef dict _POLICIES = {
+    "block": BM_POLICY_BLOCK,
+    "drop_oldest": BM_POLICY_DROP_OLDEST,
+    "drop_newest": BM_POLICY_DROP_NEWEST,
+}
+cdef tuple _POLICY_NAMES = ("block", "drop_oldest", "drop_newest")
+
+_RING_CLOSED = "SharedFrameRing is closed"
+
+
+# ---- small helpers (the same contracts as bufmgr/_ring.pyx's) --------------------
+
+cdef inline double _timeout_seconds(object timeout) except -2.0:
+    cdef double v
+    if timeout is None:
+        return -1.0
+    if type(timeout) is float or type(timeout) is int:
+        v = timeout
+        if 0.0 <= v < _MAX_FINITE_TIMEOUT:
+            return v
+    checked = _errors.check_timeout(timeout)
+    if checked is None or checked >= _MAX_FINITE_TIMEOUT:
+        return -1.0
+    return checked
+
+
+cdef inline int64_t _deadline(double seconds) noexcept nogil:
+    if seconds < 0.0:
+        return BM_FOREVER
+    return bm_now_ns() + <int64_t>(seconds * 1e9) + 1
+
+
+cdef inline int64_t _slice_end(int64_t deadline) noexcept nogil:
+    cdef int64_t end = bm_now_ns() + _SLICE_NS
+    if deadline == BM_FOREVER or deadline > end:
+        return end
+    return deadline
+
+
+cdef inline bint _expired(int64_t deadline) noexcept nogil:
+    return deadline != BM_FOREVER and bm_now_ns() >= deadline
+
+
+cdef int _lock(bm_shm *r) except -1:
+    # S1: poll with the GIL (critical sections are O(1) and never need the
+    # GIL); a holder that stays away (another process preempted, or the
+    # test hook) is waited for without the GIL, then we let go and retry,
+    # so the mutex is never held while taking the GIL back.
+    cdef int st = BM_OK
+    while not bm_shm_trylock_spin(r, _LOCK_SPINS):
+        with nogil:
+            st = bm_shm_lock(r)
+            if st == BM_OK:
+                bm_shm_unlock(r)
+        if st != BM_OK:
+            raise RuntimeError("bufmgr: the shared ring's mutex is not recoverable")
+    return 0
+
+
+cdef inline void _copy(void *dst, const void *src, size_t n) noexcept:
+    if n >= _COPY_NOGIL_MIN:
+        with nogil:
+            memcpy(dst, src, n)
+    elif n:
+        memcpy(dst, src, n)
+
+
+cdef object _raise(int st, bint getting):
+    if st == BM_SHUTDOWN:
+        raise ShutDown
+    if st == BM_SHM_NOTOWNER:
+        raise RuntimeError("bufmgr: this process is not a participant of the shared ring")
+    if st == BM_SHM_BROKEN:
+        raise RuntimeError("bufmgr: the shared ring's mutex is not recoverable")
+    if st == BM_INVALID:
+        raise SystemError("bufmgr: shared ring slot in an unexpected state")
+    if getting:
+        raise Empty
+    raise Full
+
+
+cdef str _why(char *buf):
+    return (<bytes>buf).decode("utf-8", "replace")
+
+
+def _full_name(name):
+    """Validate a segment name; add the "bufmgr-" prefix when missing."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, not {type(name).__name__!r}")
+    full = name if name.startswith(NAME_PREFIX) else NAME_PREFIX + name
+    b = full.encode("ascii", "replace")
+    if len(full) > NAME_MAX or not bm_shm_name_ok(b):
+        raise ValueError(
+            f"name must be 1 to {NAME_MAX - len(NAME_PREFIX)} characters of [A-Za-z0-9_.-] "
+            f"(the {NAME_PREFIX!r} prefix is added when missing), got {name!r}"
+        )
+    return full
+
+
+def _numpy():
+    try:
+        import numpy
+    except ImportError:  # pragma: no cover - numpy is an extra
+        raise TypeError("dtype= needs numpy (pip install bufmgr[numpy])") from None
+    return numpy
+
+
+cdef tuple _dtype_info(object dtype):
+    """(numpy dtype, its .str for the header, PEP 3118 format bytes, itemsize)."""
+    np = _numpy()
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as e:
+        raise TypeError(f"dtype: {e}") from None
+    if dt.hasobject or dt.fields is not None or dt.subdtype is not None or dt.itemsize == 0:
+        raise ValueError(f"dtype must be a plain numeric dtype, got {dt!r}")
+    s = dt.str
+    if len(s) >= BM_SHM_DTYPE_LEN:
+        raise ValueError(f"dtype {dt!r} is not supported")
+    fmt = memoryview(np.empty(0, dt)).format.encode("ascii")
+    return dt, s, fmt, dt.itemsize
+
+
+# ---- the mapping ----------------------------------------------------------------------
+
+_live_segments = weakref.WeakSet()
+
+
+@cython.final
+cdef class _Segment:
+    """One mapping of a segment and this process's participant entry in it.
+
+    Kept alive by the ring and by every Frame and Slot of it (S4): the
+    mapping goes (and the participant leaves) when the last of them does."""
+
+    cdef bm_shm shm
+    cdef bint mapped
+    cdef bint joined    # shm.me is this process's entry (False in a forked child until rejoined)
+    cdef bint creator   # this process created it: its ring unlinks the name on close
+    cdef bint unlinked  # the name was removed by this process
+    cdef bint left      # left at interpreter exit; the mapping stays until dealloc
+    cdef readonly str name
+    cdef bytes bname
+    cdef object __weakref__
+
+    def __dealloc__(self):
+        cdef uint32_t remaining = 0xffffffff
+        cdef uint64_t dev, ino
+        if not self.mapped:
+            return
+        dev = self.shm.dev
+        ino = self.shm.ino
+        if not self.joined or self.left:
+            self.shm.me = BM_SHM_NOBODY  # not ours to leave (inherited, or already left)
+        with nogil:
+            bm_shm_detach(&self.shm, &remaining)
+        self.mapped = False
+        # the last participant out removes the name (a creator that was
+        # killed never could); only if it still names our file
+        if remaining == 0 and not self.unlinked and self.bname is not None:
+            bm_shm_unlink_if_same(self.bname, dev, ino)
+
+    cdef int ensure(self) except -1:
+        cdef int st
+        if self.left:
+            raise ValueError(_RING_CLOSED + " (the interpreter is exiting)")
+        if not self.joined:
+            with nogil:
+                st = bm_shm_rejoin(&self.shm)
+            if st == BM_SHM_TOOMANY:
+                raise RuntimeError(f"shared ring {self.name!r}: no free participant entry "
+                                   f"({MAX_PARTICIPANTS} processes attached)")
+            if st != BM_OK:
+                _raise(st, False)
+            self.joined = True
+            _register_exit(self)
+        return 0
+
+    cdef bint unlink_name(self):
+        cdef int rc
+        if self.unlinked:
+            return False
+        rc = bm_shm_unlink_if_same(self.bname, self.shm.dev, self.shm.ino)
+        self.unlinked = True
+        return rc == 0
+
+    def _leave(self):
+        """Leave as a participant now (interpreter or multiprocessing child
+        exit); the mapping itself stays until nothing refers to it."""
+        cdef uint32_t remaining = 0xffffffff
+        if not self.mapped or not self.joined or self.left:
+            return
+        self.left = True
+        with nogil:
+            if bm_shm_lock(&self.shm) == BM_OK:
+                bm_shm_leave_locked(&self.shm, &remaining)
+                bm_shm_unlock(&self.shm)
+        if remaining == 0 and not self.unlinked:
+            self.unlink_name()
+
+    def _after_fork_child(self):
+        # The child shares the mapping but is not a participant yet; its
+        # copies of the parent's frames must never free the parent's slots.
+        self.joined = False
+        self.creator = False
+
+
+def _leave_ref(ref):
+    seg = ref()
+    if seg is not None:
+        seg._leave()
+
+
+def _register_exit(_Segment seg):
+    # Normal exit: atexit. A multiprocessing child (fork/forkserver) ends in
+    # os._exit after running multiprocessing's finalizers, whose registry
+    # _bootstrap clears first (also for a ring unpickled before that): so
+    # register a finalizer now and again from an after-fork hook, which
+    # _bootstrap runs right after clearing.
+    import multiprocessing.util as mp_util
+
+    ref = weakref.ref(seg)
+    atexit.register(_leave_ref, ref)
+    mp_util.Finalize(None, _leave_ref, args=(ref,), exitpriority=100)
+    mp_util.register_after_fork(seg, _mp_after_fork)
+
+
+def _mp_after_fork(seg):
+    import multiprocessing.util as mp_util
+
+    mp_util.Finalize(None, _leave_ref, args=(weakref.ref(seg),), exitpriority=100)
+
+
+def _after_fork_child():
+    for seg in list(_live_segments):
+        seg._after_fork_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_child)
+
+
+cdef _Segment _new_segment(str name):
+    cdef _Segment seg = _Segment.__new__(_Segment)
+    seg.name = name
+    seg.bname = name.encode("ascii")
+    seg.shm.me = BM_SHM_NOBODY
+    return seg
+
+
+# ---- frames ---------------------------------------------------------------------------
+
+cdef Py_ssize_t _ONE = 1
+cdef const char *_FMT_B = b"B"
+
+
+@cython.final
+@cython.no_gc
+cdef class SharedFrame:
+    """A frame got from a SharedFrameRing: a read-only, zero-copy view of a
+    slot of the shared segment (buffer protocol, numpy with the ring's
+    shape/dtype). ``seq``, ``timestamp_ns``, ``nbytes``, ``gap`` and
+    ``metadata`` stay readable after release. The slot is reused once the
+    frame is released (``release()``, ``with``, garbage collection) and no
+    exported view is left."""
+
+    cdef _Segment seg          # keeps the mapping alive (S4)
+    cdef SharedFrameRing ring  # shape/format
+    cdef unsigned char *data
+    cdef uint32_t slot, me, me_gen
+    cdef Py_ssize_t exports
+    cdef bint _released, pinned, freed
+    cdef Py_ssize_t shape_buf[8]
+    cdef Py_ssize_t strides_buf[8]
+    cdef readonly unsigned long long seq
+    cdef readonly long long timestamp_ns
+    cdef readonly Py_ssize_t nbytes
+    cdef readonly unsigned long long gap
+    cdef readonly object metadata
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("SharedFrame objects are created by SharedFrameRing.get()")
+
+    cdef inline bint _ours(self) noexcept:
+        # S4: only while the participant we got it under is still ours
+        return (self.seg.mapped and self.seg.joined and not self.seg.left
+                and self.seg.shm.me == self.me and self.seg.shm.me_gen == self.me_gen)
+
+    cdef inline void _free_locked(self) noexcept:
+        if self._released and self.exports == 0 and not self.pinned and not self.freed:
+            self.freed = True
+            if self._ours():
+                bm_shm_release_locked(&self.seg.shm, self.slot)
+
+    cdef int _pin(self) except -1:
+        if self.seg is None:
+            raise ValueError(_frc.FRAME_RELEASED)
+        _lock(&self.seg.shm)
+        if self._released:
+            bm_shm_unlock(&self.seg.shm)
+            raise ValueError(_frc.FRAME_RELEASED)
+        self.exports += 1
+        bm_shm_unlock(&self.seg.shm)
+        return 0
+
+    cdef void _unpin(self) noexcept:
+        _lock(&self.seg.shm)
+        self.exports -= 1
+        self._free_locked()
+        bm_shm_unlock(&self.seg.shm)
+
+    def release(self):
+        """Give the slot back (idempotent); exported views keep it until released."""
+        if self.seg is None or self.freed:
+            return
+        _lock(&self.seg.shm)
+        self._released = True
+        self._free_locked()
+        bm_shm_unlock(&self.seg.shm)
+
+    def __dealloc__(self):
+        if self.seg is None or self.freed:
+            return
+        try:
+            _lock(&self.seg.shm)
+        except RuntimeError:
+            return
+        self._released = True
+        self.pinned = False
+        self._free_locked()
+        bm_shm_unlock(&self.seg.shm)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.release()
+        return False
+
+    @property
+    def released(self):
+        return self._released
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        cdef SharedFrameRing ring = self.ring
+        cdef Py_ssize_t i, nd
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("SharedFrame is read-only")
+        self._pin()
+        view.buf = self.data
+        view.obj = self
+        view.len = self.nbytes
+        view.readonly = 1
+        view.suboffsets = NULL
+        view.internal = NULL
+        nd = len(ring._shape) if self.nbytes == ring.frame_bytes else 0
+        if nd or (ring.itemsize > 1 and self.nbytes % ring.itemsize == 0):
+            view.itemsize = ring.itemsize
+            view.format = PyBytes_AS_STRING(ring.fmt) if flags & PyBUF_FORMAT else NULL
+            if nd:
+                for i in range(nd):
+                    self.shape_buf[i] = ring._shape[i]
+                self.strides_buf[nd - 1] = ring.itemsize
+                for i in range(nd - 1, 0, -1):
+                    self.strides_buf[i - 1] = self.strides_buf[i] * self.shape_buf[i]
+            else:
+                nd = 1
+                self.shape_buf[0] = self.nbytes // ring.itemsize
+                self.strides_buf[0] = ring.itemsize
+            view.ndim = <int>nd
+            view.shape = self.shape_buf if (flags & PyBUF_ND) == PyBUF_ND else NULL
+            view.strides = self.strides_buf if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
+        else:
+            view.itemsize = 1
+            view.format = <char *>_FMT_B if flags & PyBUF_FORMAT else NULL
+            view.ndim = 1
+            view.shape = &self.nbytes if (flags & PyBUF_ND) == PyBUF_ND else NULL
+            view.strides = &_ONE if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self._unpin()
+
+    @property
+    def __array_interface__(self):
+        # numpy only falls back to this when the buffer protocol fails, i.e.
+        # for a released frame: raise instead of making an object array.
+        raise ValueError(_frc.FRAME_RELEASED)
+
+    def __bytes__(self):
+        cdef bytes out
+        self._pin()
+        try:
+            out = PyBytes_FromStringAndSize(NULL, self.nbytes)
+            _copy(PyBytes_AS_STRING(out), self.data, <size_t>self.nbytes)
+        finally:
+            self._unpin()
+        return out
+
+    def __len__(self):
+        return self.nbytes
+
+    def __repr__(self):
+        return (f"<bufmgr.SharedFrame seq={self.seq} nbytes={self.nbytes} gap={self.gap} "
+                f"released={bool(self._released)}>")
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle 'SharedFrame' object: it is a view of a shared ring "
+                        "slot; pickle bytes(frame) instead (or pass the ring itself)")
+
+
+@cython.final
+@cython.no_gc
+cdef class SharedSlot:
+    """A reserved, writable slot (``with ring.reserve() as slot:``).
+
+    Write into it (``memoryview(slot)``, ``numpy.asarray(slot)``,
+    ``file.readinto(slot)``); leaving the block commits it as the next frame
+    (all ``frame_bytes``, or ``slot.commit(nbytes)`` for a partial frame);
+    an exception discards it. ``timestamp_ns`` and ``metadata`` may be set
+    before the commit; ``seq`` is the frame's seq after it. New views are
+    refused after the commit; one taken before stays mapped (no dangling
+    pointer) but must not be written once the frame is queued."""
+
+    cdef _Segment seg
+    cdef SharedFrameRing ring
+    cdef unsigned char *data
+    cdef uint32_t slot, me, me_gen
+    cdef bint done
+    cdef Py_ssize_t shape_buf[8]
+    cdef Py_ssize_t strides_buf[8]
+    cdef public object timestamp_ns
+    cdef public object metadata
+    cdef readonly object seq
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("SharedSlot objects are created by SharedFrameRing.reserve()")
+
+    cdef inline bint _ours(self) noexcept:
+        return (self.seg.mapped and self.seg.joined and not self.seg.left
+                and self.seg.shm.me == self.me and self.seg.shm.me_gen == self.me_gen)
+
+    def __len__(self):
+        return self.ring.frame_bytes
+
+    @property
+    def committed(self):
+        return self.seq is not None
+
+    def commit(self, nbytes=None):
+        """Queue the slot as a frame of ``nbytes`` (default: all frame_bytes);
+        returns its seq. ShutDown if the ring was shut down meanwhile."""
+        cdef Py_ssize_t n
+        cdef uint64_t seq = 0
+        cdef int64_t ts = BM_SHM_TS_NOW
+        cdef int st
+        cdef bytes meta = None
+        cdef uint32_t mlen = 0
+        if self.done:
+            raise ValueError("slot was already committed or discarded")
+        if nbytes is None:
+            n = self.ring.frame_bytes
+        else:
+            if isinstance(nbytes, bool) or not isinstance(nbytes, int):
+                raise TypeError(f"nbytes must be an int, not {type(nbytes).__name__!r}")
+            n = nbytes
+            if n < 0 or n > self.ring.frame_bytes:
+                raise ValueError(f"nbytes must be in [0, {self.ring.frame_bytes}], got {nbytes}")
+        if self.timestamp_ns is not None:
+            ts = _check_ts(self.timestamp_ns)
+        if not self._ours():
+            self.done = True
+            raise ValueError(_RING_CLOSED)
+        if self.metadata is not None:
+            meta = self.ring._pickle_meta(self.metadata)  # may raise: the slot stays open
+            mlen = <uint32_t>len(meta)
+            memcpy(self.seg.shm.meta + <size_t>self.slot * _meta_stride(&self.seg.shm),
+                   PyBytes_AS_STRING(meta), mlen)
+        self.done = True
+        _lock(&self.seg.shm)
+        st = bm_shm_commit_locked(&self.seg.shm, self.slot, <uint64_t>n, ts, mlen, &seq)
+        bm_shm_unlock(&self.seg.shm)
+        if st != BM_OK:
+            _raise(st, False)
+        self.seq = seq
+        return seq
+
+    def discard(self):
+        """Give the slot back without queueing anything (idempotent)."""
+        if self.done:
+            return
+        self.done = True
+        if self._ours():
+            _lock(&self.seg.shm)
+            bm_shm_abort_locked(&self.seg.shm, self.slot)
+            bm_shm_unlock(&self.seg.shm)
+
+    def __dealloc__(self):
+        if self.seg is not None and not self.done:
+            self.done = True
+            if self._ours():
+                try:
+                    _lock(&self.seg.shm)
+                except RuntimeError:
+                    return
+                bm_shm_abort_locked(&self.seg.shm, self.slot)
+                bm_shm_unlock(&self.seg.shm)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.discard()
+        elif not self.done:
+            self.commit()
+        return False
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        cdef SharedFrameRing ring = self.ring
+        cdef Py_ssize_t i, nd = len(ring._shape)
+        if self.done:
+            raise BufferError("slot was already committed or discarded")
+        view.buf = self.data
+        view.obj = self
+        view.len = ring.frame_bytes
+        view.readonly = 0
+        view.suboffsets = NULL
+        view.internal = NULL
+        view.itemsize = ring.itemsize
+        view.format = PyBytes_AS_STRING(ring.fmt) if flags & PyBUF_FORMAT else NULL
+        if nd == 0:
+            nd = 1
+            self.shape_buf[0] = ring.frame_bytes // ring.itemsize
+            self.strides_buf[0] = ring.itemsize
+        else:
+            for i in range(nd):
+                self.shape_buf[i] = ring._shape[i]
+            self.strides_buf[nd - 1] = ring.itemsize
+            for i in range(nd - 1, 0, -1):
+                self.strides_buf[i - 1] = self.strides_buf[i] * self.shape_buf[i]
+        view.ndim = <int>nd
+        view.shape = self.shape_buf if (flags & PyBUF_ND) == PyBUF_ND else NULL
+        view.strides = self.strides_buf if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+    def __repr__(self):
+        state = "committed" if self.seq is not None else ("discarded" if self.done else "open")
+        return f"<bufmgr.SharedSlot slot={self.slot} {state}>"
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle 'SharedSlot' object")
+
+
+cdef inline size_t _meta_stride(bm_shm *r) noexcept:
+    return <size_t>((r.h.g.metadata_bytes + 7) & ~(<uint64_t>7))
+
+
+cdef int64_t _check_ts(object ts) except? -1:
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        raise TypeError(f"timestamp_ns must be an int or None, not {type(ts).__name__!r}")
+    if not (-(1 << 63) < ts < (1 << 63)):
+        raise ValueError(f"timestamp_ns out of range: {ts}")
+    return ts
+
+
+def _attach(name):
+    """Unpickling a SharedFrameRing attaches to its segment."""
+    return SharedFrameRing.attach(name)
+
+
+# ---- the ring ---------------------------------------------------------------------------
+
+_live_rings = weakref.WeakSet()
+
+
+@cython.final
+cdef class SharedFrameRing:
+    """SharedFrameRing(slots, frame_bytes=None, overflow="drop_oldest", name=None, *,
+    shape=None, dtype=None, metadata_bytes=256)
+
+    A FrameRing whose slots, queue, counters and locks live in a named
+    shared-memory segment (Linux), so producers and consumers can be
+    separate processes: ``put`` copies a frame in (or ``reserve()`` lets you
+    write in place), ``get`` hands out a zero-copy read-only SharedFrame.
+    ``SharedFrameRing.attach(name)`` (or pickling the ring, e.g. passing it
+    to multiprocessing.Process) opens it from another process. Crash-safe:
+    a process killed at any moment never hangs or corrupts the others."""
+
+    cdef _Segment seg
+    cdef readonly str name
+    cdef readonly Py_ssize_t slots
+    cdef readonly Py_ssize_t frame_bytes
+    cdef readonly Py_ssize_t metadata_bytes
+    cdef readonly object overflow
+    cdef readonly object dtype
+    cdef tuple _shape
+    cdef bytes fmt
+    cdef Py_ssize_t itemsize
+    cdef bint creator
+    cdef object __weakref__
+
+    def __init__(self, slots, frame_bytes=None, overflow="drop_oldest", name=None, *,
+                 shape=None, dtype=None, metadata_bytes=DEFAULT_METADATA_BYTES):
+        cdef uint64_t cshape[8]
+        cdef int err = 0, st, i
+        cdef _Segment seg
+        cdef bytes bname, bdtype
+        cdef uint32_t ndim = 0
+        cdef uint64_t nslots, fbytes, mbytes
+        cdef int policy
+        cdef const char *cname
+        cdef const char *cdtype
+        if self.seg is not None:
+            raise RuntimeError("SharedFrameRing.__init__ called twice")
+        slots = _frc.check_slots(slots)
+        dt, dstr, fmt, itemsize = None, "", b"B", 1
+        if dtype is not None:
+            dt, dstr, fmt, itemsize = _dtype_info(dtype)
+        if shape is not None:
+            if isinstance(shape, int) and not isinstance(shape, bool):
+                shape = (shape,)
+            if not isinstance(shape, (tuple, list)) or not shape or len(shape) > BM_SHM_MAX_NDIM:
+                raise TypeError(f"shape must be a tuple of 1 to {BM_SHM_MAX_NDIM} ints, got {shape!r}")
+            for d in shape:
+                if isinstance(d, bool) or not isinstance(d, int):
+                    raise TypeError(f"shape must be a tuple of ints, got {shape!r}")
+                if d <= 0:
+                    raise ValueError(f"shape dimensions must be > 0, got {tuple(shape)!r}")
+            shape = tuple(int(d) for d in shape)
+            derived = itemsize
+            for d in shape:
+                derived *= d
+            if frame_bytes is None:
+                frame_bytes = derived
+            elif _frc.check_frame_bytes(frame_bytes) != derived:
+                raise ValueError(f"frame_bytes={frame_bytes} does not match shape={shape} "
+                                 f"and dtype (which need {derived} bytes)")
+        elif frame_bytes is None:
+            raise TypeError("SharedFrameRing() needs frame_bytes or shape")
+        frame_bytes = _frc.check_frame_bytes(frame_bytes)
+        if frame_bytes % itemsize:
+            raise ValueError(f"frame_bytes={frame_bytes} is not a multiple of the dtype's "
+                             f"itemsize {itemsize}")
+        _frc.check_ring_size(slots, frame_bytes)
+        overflow = _errors.check_overflow(overflow)
+        if isinstance(metadata_bytes, bool) or not isinstance(metadata_bytes, int):
+            raise TypeError(f"metadata_bytes must be an int, not {type(metadata_bytes).__name__!r}")
+        if not 0 <= metadata_bytes <= BM_SHM_MAX_METADATA:
+            raise ValueError(f"metadata_bytes must be in [0, {BM_SHM_MAX_METADATA}], got {metadata_bytes}")
+        if slots > BM_SHM_MAX_SLOTS:
+            raise ValueError(f"slots must be <= {BM_SHM_MAX_SLOTS}, got {slots}")
+        _check_platform()
+        random_name = name is None
+        for attempt in range(8):
+            full = NAME_PREFIX + secrets.token_hex(8) if random_name else _full_name(name)
+            seg = _new_segment(full)
+            bname = seg.bname
+            bdtype = dstr.encode("ascii")
+            if shape is not None:
+                ndim = len(shape)
+                for i in range(<int>ndim):
+                    cshape[i] = shape[i]
+            nslots, fbytes, mbytes = slots, frame_bytes, metadata_bytes
+            policy = _POLICIES[overflow]
+            cname = bname
+            cdtype = bdtype
+            with nogil:
+                st = bm_shm_create(&seg.shm, cname, nslots, fbytes, mbytes, policy, ndim, cshape,
+                                   cdtype, &err)
+            if st == BM_SHM_ERRNO and err == 17 and random_name:  # EEXIST: draw another name
+                continue
+            break
+        if st == BM_SHM_ERRNO:
+            raise OSError(err, f"{os.strerror(err)}: cannot create shared ring {full!r}"
+                          + (" (the name is taken: attach() to it, or choose another)" if err == 17 else ""))
+        if st == BM_INVALID:
+            raise ValueError(_frc.RING_TOO_LARGE)
+        if st != BM_OK:
+            raise OSError(f"cannot create shared ring {full!r} (status {st})")
+        seg.mapped = True
+        seg.joined = True
+        seg.creator = True
+        self._bind(seg, overflow, tuple(shape) if shape is not None else (), dt, fmt, itemsize)
+        self.creator = True
+
+    cdef int _bind(self, _Segment seg, overflow, tuple shape, dt, bytes fmt,
+                   Py_ssize_t itemsize) except -1:
+        self.seg = seg
+        self.name = seg.name
+        self.slots = <Py_ssize_t>seg.shm.h.g.nslots
+        self.frame_bytes = <Py_ssize_t>seg.shm.h.g.frame_bytes
+        self.metadata_bytes = <Py_ssize_t>seg.shm.h.g.metadata_bytes
+        self.overflow = overflow
+        self._shape = shape
+        self.dtype = dt
+        self.fmt = fmt
+        self.itemsize = itemsize
+        _live_segments.add(seg)
+        _live_rings.add(self)
+        _register_exit(seg)
+        return 0
+
+    @classmethod
+    def attach(cls, name):
+        """Open the shared ring ``name`` (created by any process of this user)."""
+        cdef char why[256]
+        cdef int err = 0, st
+        cdef _Segment seg
+        cdef bytes bname
+        cdef SharedFrameRing ring
+        cdef uint32_t i
+        cdef bm_shm_geometry *g
+        _check_platform()
+        full = _full_name(name)
+        seg = _new_segment(full)
+        bname = seg.bname
+        cdef const char *cname = bname
+        why[0] = 0
+        with nogil:
+            st = bm_shm_attach(&seg.shm, cname, why, sizeof(why), &err)
+        if st == BM_SHM_ERRNO:
+            if err == 2:
+                raise FileNotFoundError(err, f"no shared ring named {full!r}")
+            raise OSError(err, f"{os.strerror(err)}: cannot attach to shared ring {full!r}")
+        if st == BM_SHM_BADSEG or st == BM_SHM_VERSION:
+            raise ValueError(f"cannot attach to {full!r}: {_why(why)}")
+        if st == BM_SHM_TOOMANY:
+            raise RuntimeError(f"cannot attach to {full!r}: {_why(why)}")
+        if st != BM_OK:
+            raise OSError(f"cannot attach to shared ring {full!r} (status {st})")
+        seg.mapped = True
+        seg.joined = True
+        g = &seg.shm.h.g
+        shape = tuple(<Py_ssize_t>g.shape[i] for i in range(g.ndim))
+        dstr = (<bytes>g.dtype).decode("ascii", "replace")
+        dt, fmt, itemsize = None, b"B", 1
+        try:
+            if dstr:
+                dt, _, fmt, itemsize = _dtype_info(dstr)
+            prod = itemsize
+            for d in shape:
+                prod *= d
+            if shape and prod != g.frame_bytes:
+                raise ValueError("shape and dtype do not match frame_bytes")
+            if g.frame_bytes % itemsize:
+                raise ValueError("frame_bytes is not a multiple of the dtype's itemsize")
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"cannot attach to {full!r}: segment header is corrupted ({e})") from None
+        ring = SharedFrameRing.__new__(SharedFrameRing)
+        ring._bind(seg, _POLICY_NAMES[g.policy], shape, dt, fmt, itemsize)
+        return ring
+
+    def __reduce__(self):
+        # the receiving process attaches (spawn, forkserver, fork, pools)
+        self._seg()
+        return (_attach, (self.name,))
+
+    cdef inline _Segment _cur(self):
+        # invariant 5: close() may drop self.seg in another thread; read it
+        # under the object's critical section (a no-op on GIL builds)
+        cdef _Segment seg
+        with cython.critical_section(self):
+            seg = self.seg
+        return seg
+
+    cdef inline _Segment _seg(self):
+        cdef _Segment seg = self._cur()
+        if seg is None:
+            raise ValueError(_RING_CLOSED)
+        seg.ensure()
+        return seg
+
+    @property
+    def shape(self):
+        """The frame shape given at creation (numpy views use it), or None."""
+        return self._shape if self._shape else None
+
+    @property
+    def closed(self):
+        return self._cur() is None
+
+    @property
+    def is_creator(self):
+        cdef _Segment seg = self._cur()
+        return self.creator and seg is not None and seg.creator
+
+    def close(self):
+        """This process lets go of the ring (idempotent). Frames and slots
+        still held keep the mapping until released. The creating process
+        also removes the name (unlink) unless it already did."""
+        cdef _Segment seg
+        with cython.critical_section(self):
+            seg = self.seg
+            self.seg = None  # the mapping goes with the last Frame/Slot referring to it
+        if seg is None:
+            return
+        if self.creator and seg.creator:
+            seg.unlink_name()
+
+    def unlink(self):
+        """Remove the segment's name now (attached processes keep working;
+        nobody new can attach). True if this call removed it."""
+        cdef _Segment seg = self._cur()
+        if seg is None:
+            raise ValueError(_RING_CLOSED)
+        return seg.unlink_name()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close()
+        return False
+
+    def __dealloc__(self):
+        if self.seg is not None and self.creator and self.seg.creator:
+            self.seg.unlink_name()
+
+    # -- put ------------------------------------------------------------------------------
+
+    cdef bytes _pickle_meta(self, object metadata):
+        data = pickle.dumps(metadata, protocol=pickle.HIGHEST_PROTOCOL)
+        if len(data) > self.metadata_bytes:
+            raise ValueError(f"metadata pickles to {len(data)} bytes; this ring keeps at most "
+                             f"metadata_bytes={self.metadata_bytes} per frame")
+        return data
+
+    cdef int _reserve(self, _Segment seg, bint block, double seconds, uint32_t *slot) except -1:
+        cdef int st, waited = 0
+        cdef int64_t deadline
+        cdef bm_shm *r = &seg.shm
+        _lock(r)
+        st = bm_shm_reserve_locked(r, BM_NOWAIT, NULL, slot)
+        bm_shm_unlock(r)
+        if st == BM_FULL and block:
+            deadline = _deadline(seconds)
+            while True:  # S3
+                with nogil:
+                    st = bm_shm_reserve(r, _slice_end(deadline), &waited, slot)
+                if st != BM_TIMEOUT or _expired(deadline):
+                    break
+                PyErr_CheckSignals()
+        return st
+
+    cdef object _put(self, object buffer, bint block, object timeout, object timestamp_ns,
+                     object metadata):
+        cdef Py_buffer view
+        cdef double seconds = -1.0
+        cdef uint32_t slot = 0, mlen = 0
+        cdef uint64_t seq = 0
+        cdef int64_t ts = BM_SHM_TS_NOW
+        cdef int st
+        cdef bytes meta = None
+        cdef _Segment seg = self._seg()
+        cdef bm_shm *r = &seg.shm
+        PyObject_GetBuffer(buffer, &view, PyBUF_FULL_RO)
+        try:
+            if not PyBuffer_IsContiguous(&view, b'C'):
+                raise _frc.not_contiguous()
+            if view.len > self.frame_bytes:
+                raise _frc.frame_too_large(view.len, self.frame_bytes)
+            if block:
+                seconds = _timeout_seconds(timeout)
+            if timestamp_ns is not None:
+                ts = _check_ts(timestamp_ns)
+            if metadata is not None:
+                meta = self._pickle_meta(metadata)  # S1: Python code before any slot is ours
+                mlen = <uint32_t>len(meta)
+            st = self._reserve(seg, block, seconds, &slot)
+            if st == BM_REFUSED:
+                return None
+            if st != BM_OK:
+                return _raise(st, False)
+            # WRITING and ours alone: copy outside the mutex (S2); nothing raises until commit
+            _copy(r.data + <size_t>slot * <size_t>r.h.g.stride, view.buf, <size_t>view.len)
+            if mlen:
+                memcpy(r.meta + <size_t>slot * _meta_stride(r), PyBytes_AS_STRING(meta), mlen)
+            _lock(r)
+            st = bm_shm_commit_locked(r, slot, <uint64_t>view.len, ts, mlen, &seq)
+            bm_shm_unlock(r)
+            if st != BM_OK:
+                return _raise(st, False)
+            return seq
+        finally:
+            PyBuffer_Release(&view)
+
+    def put(self, buffer, block=True, timeout=None, *, timestamp_ns=None, metadata=None):
+        """Copy a C-contiguous bytes-like object into a free slot and queue it;
+        returns its seq, or None when a drop policy refused it. Like
+        FrameRing.put; ``timestamp_ns`` (e.g. the device's) replaces the
+        monotonic commit time, ``metadata`` (picklable, at most
+        metadata_bytes pickled) travels with the frame."""
+        return self._put(buffer, block, timeout, timestamp_ns, metadata)
+
+    def put_nowait(self, buffer, *, timestamp_ns=None, metadata=None):
+        """Equivalent to put(buffer, block=False)."""
+        return self._put(buffer, False, None, timestamp_ns, metadata)
+
+    def reserve(self, timeout=None):
+        """Reserve a free slot to write in place: ``with ring.reserve() as
+        slot: numpy.asarray(slot)[...] = ...``. Waits like put() under
+        "block" (queue.Full on timeout); under a drop policy that refuses
+        (nothing to evict) raises queue.Full, counted as a dropped put."""
+        cdef double seconds = _timeout_seconds(timeout)
+        cdef uint32_t slot = 0
+        cdef int st
+        cdef _Segment seg = self._seg()
+        cdef SharedSlot s = SharedSlot.__new__(SharedSlot)  # allocated first: nothing raises after
+        st = self._reserve(seg, seconds != 0.0, seconds, &slot)
+        if st == BM_REFUSED:
+            raise Full(f"no slot to reserve: overflow={self.overflow!r} refused the frame "
+                       "(counted as dropped)")
+        if st != BM_OK:
+            _raise(st, False)
+        s.seg = seg
+        s.ring = self
+        s.slot = slot
+        s.me = seg.shm.me
+        s.me_gen = seg.shm.me_gen
+        s.data = seg.shm.data + <size_t>slot * <size_t>seg.shm.h.g.stride
+        return s
+
+    # -- get ------------------------------------------------------------------------------
+
+    cdef int _take(self, _Segment seg, bint block, double seconds, uint64_t max_nbytes,
+                   int latest, uint32_t *slot, uint64_t *need) except -1:
+        cdef int st, waited = 0
+        cdef int64_t deadline
+        cdef bm_shm *r = &seg.shm
+        _lock(r)
+        st = bm_shm_take_locked(r, BM_NOWAIT, NULL, max_nbytes, latest, slot, need)
+        bm_shm_unlock(r)
+        if st != BM_EMPTY or not block:
+            return st
+        deadline = _deadline(seconds)
+        while True:
+            with nogil:
+                st = bm_shm_take(r, _slice_end(deadline), &waited, max_nbytes, latest, slot, need)
+            if st != BM_TIMEOUT or _expired(deadline):
+                return st
+            PyErr_CheckSignals()  # raises; nothing taken
+
+    cdef SharedFrame _frame(self, _Segment seg, SharedFrame f, uint32_t slot):
+        """Fill f for our HELD slot; unpickles its metadata (S1: no mutex held)."""
+        cdef bm_shm_slot *m = &seg.shm.slots[slot]
+        f.seg = seg
+        f.ring = self
+        f.slot = slot
+        f.me = seg.shm.me
+        f.me_gen = seg.shm.me_gen
+        f.data = seg.shm.data + <size_t>slot * <size_t>seg.shm.h.g.stride
+        f.seq = m.seq
+        f.timestamp_ns = m.timestamp_ns
+        f.nbytes = <Py_ssize_t>m.nbytes
+        f.gap = m.gap
+        if m.meta_len:
+            raw = PyBytes_FromStringAndSize(<char *>seg.shm.meta + <size_t>slot * _meta_stride(&seg.shm),
+                                            m.meta_len)
+            try:
+                f.metadata = pickle.loads(raw)
+            except BaseException:
+                f.release()
+                raise
+        return f
+
+    cdef SharedFrame _get(self, bint block, object timeout, int latest):
+        cdef double seconds = -1.0
+        cdef uint32_t slot = 0
+        cdef uint64_t need = 0
+        cdef _Segment seg = self._seg()
+        cdef SharedFrame f = SharedFrame.__new__(SharedFrame)
+        cdef int st
+        if block:
+            seconds = _timeout_seconds(timeout)
+        st = self._take(seg, block, seconds, _ANY_SIZE, latest, &slot, &need)
+        if st != BM_OK:
+            _raise(st, True)
+        return self._frame(seg, f, slot)
+
+    def get(self, block=True, timeout=None):
+        """Remove the oldest frame and return it as a zero-copy SharedFrame
+        (HELD until released). queue.Empty on timeout, ShutDown once shut
+        down and drained."""
+        return self._get(block, timeout, 0)
+
+    def get_nowait(self):
+        """Equivalent to get(block=False)."""
+        return self._get(False, None, 0)
+
+    def get_latest(self, block=True, timeout=None):
+        """Return the newest frame; every older queued one is dropped (and
+        counted). Never returns the same frame twice. Waits like get()."""
+        return self._get(block, timeout, 1)
+
+    def get_many(self, max_items, block=True, timeout=None):
+        """Up to max_items frames, oldest first: waits like get() for the
+        first, then takes what is queued without waiting."""
+        cdef Py_ssize_t limit = _errors.check_max_items(max_items)
+        cdef list out = [self._get(block, timeout, 0)]
+        cdef _Segment seg = self._cur()
+        cdef SharedFrame f
+        cdef uint32_t slot = 0
+        cdef uint64_t need = 0
+        cdef int st
+        cdef list taken = []
+        if seg is None:
+            return out
+        while len(out) + len(taken) < limit:
+            f = SharedFrame.__new__(SharedFrame)
+            _lock(&seg.shm)
+            st = bm_shm_take_locked(&seg.shm, BM_NOWAIT, NULL, _ANY_SIZE, 0, &slot, &need)
+            bm_shm_unlock(&seg.shm)
+            if st != BM_OK:
+                break
+            self._frame(seg, f, slot)
+            out.append(f)
+        return out
+
+    def get_into(self, buffer, block=True, timeout=None):
+        """Copy the oldest frame into a writable C-contiguous buffer and free
+        its slot; return (nbytes, seq). ValueError (nothing changes) if the
+        frame does not fit."""
+        cdef Py_buffer view
+        cdef double seconds = -1.0
+        cdef uint32_t slot = 0
+        cdef uint64_t need = 0, seq
+        cdef int st
+        cdef _Segment seg = self._seg()
+        cdef bm_shm *r = &seg.shm
+        PyObject_GetBuffer(buffer, &view, PyBUF_FULL_RO)
+        try:
+            if view.readonly:
+                raise _frc.not_writable(buffer)
+            if not PyBuffer_IsContiguous(&view, b'C'):
+                raise _frc.not_contiguous()
+            if block:
+                seconds = _timeout_seconds(timeout)
+            st = self._take(seg, block, seconds, <uint64_t>view.len, 0, &slot, &need)
+            if st == BM_TOOBIG:
+                raise _frc.buffer_too_small(need, view.len)
+            if st != BM_OK:
+                _raise(st, True)
+            seq = r.slots[slot].seq
+            _copy(view.buf, r.data + <size_t>slot * <size_t>r.h.g.stride, <size_t>need)
+            _lock(r)
+            bm_shm_release_locked(r, slot)
+            bm_shm_unlock(r)
+        finally:
+            PyBuffer_Release(&view)
+        return (need, seq)
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def shutdown(self, immediate=False):
+        """Shut down for every process: puts raise ShutDown, gets drain then
+        raise ShutDown; ``immediate`` also clears the queued frames. Every
+        blocked caller in every process wakes up."""
+        cdef _Segment seg = self._seg()
+        cdef bint imm = bool(immediate)
+        _lock(&seg.shm)
+        bm_shm_shutdown_locked(&seg.shm, imm)
+        bm_shm_unlock(&seg.shm)
+
+    def clear(self):
+        """Free every queued frame (counted as cleared); return how many."""
+        cdef _Segment seg = self._seg()
+        cdef uint64_t n
+        _lock(&seg.shm)
+        n = bm_shm_clear_locked(&seg.shm)
+        bm_shm_unlock(&seg.shm)
+        return n
+
+    cdef bm_shm_stats _stats(self):
+        cdef _Segment seg = self._seg()
+        cdef bm_shm_stats s
+        _lock(&seg.shm)
+        bm_shm_stats_locked(&seg.shm, &s)
+        bm_shm_unlock(&seg.shm)
+        return s
+
+    def qsize(self):
+        """Number of frames queued now (in the segment)."""
+        return self._stats().size
+
+    def __len__(self):
+        return self.qsize()
+
+    def empty(self):
+        return self._stats().size == 0
+
+    def full(self):
+        """True if no slot is free now."""
+        return self._stats().free == 0
+
+    @property
+    def is_shutdown(self):
+        return self._stats().shutdown != 0
+
+    def stats(self):
+        """Counters as a dict, the same from every process: FrameRing's keys
+        (puts, gets, dropped, cleared, underruns, high_water, size, held,
+        free, slots, frame_bytes) plus reclaimed (frames a crash left with no
+        other fate), reclaimed_slots (slots taken back from dead processes),
+        writing, lock_recoveries, dead_participants, participants,
+        metadata_bytes, getters_waiting/putters_waiting (callers asleep in
+        the segment now, every process). Always: puts == gets + dropped + reclaimed + cleared
+        + size."""
+        cdef bm_shm_stats s = self._stats()
+        return {
+            "puts": s.puts, "gets": s.gets, "dropped": s.dropped, "cleared": s.cleared,
+            "underruns": s.underruns, "high_water": s.high_water, "size": s.size,
+            "held": s.held, "free": s.free, "slots": s.slots, "frame_bytes": s.frame_bytes,
+            "reclaimed": s.reclaimed, "reclaimed_slots": s.reclaimed_slots,
+            "writing": s.writing, "lock_recoveries": s.lock_recoveries,
+            "dead_participants": s.dead_participants, "participants": s.attached,
+            "metadata_bytes": s.metadata_bytes,
+            "getters_waiting": s.getters_waiting, "putters_waiting": s.putters_waiting,
+        }
+
+    def reclaim(self):
+        """Run a liveness scan now: take back what dead processes held.
+        Returns how many dead participants were found. (Blocked calls and
+        refused puts do this on their own.)"""
+        cdef _Segment seg = self._seg()
+        cdef int n
+        with nogil:
+            n = bm_shm_reap(&seg.shm)
+        return n
+
+    def _check(self):
+        """Test hook: 0 when every invariant of the segment holds."""
+        cdef _Segment seg = self._seg()
+        cdef int bad
+        _lock(&seg.shm)
+        bad = bm_shm_check_locked(&seg.shm)
+        bm_shm_unlock(&seg.shm)
+        return bad
+
+    def _debug_hold_lock(self, seconds):
+        """Test hook: hold the segment mutex for ``seconds`` (GIL released),
+        so that a kill -9 lands while the lock is held."""
+        cdef _Segment seg = self._seg()
+        cdef int64_t ns = <int64_t>(float(seconds) * 1e9)
+        with nogil:
+            bm_shm_debug_hold_lock(&seg.shm, ns)
+
+    def __repr__(self):
+        if self._cur() is None:
+            return f"<bufmgr.SharedFrameRing name={self.name!r} closed>"
+        s = self._stats()
+        return (f"<bufmgr.SharedFrameRing name={self.name!r} slots={s.slots} "
+                f"frame_bytes={s.frame_bytes} overflow={self.overflow!r} size={s.size} "
+                f"held={s.held} dropped={s.dropped}{' shutdown' if s.shutdown else ''}>")
+
+
+cdef int _check_platform() except -1:
+    return 0  # this module is only built on Linux (setup.py)
+
+
+def _close_all_rings():
+    for ring in list(_live_rings):
+        try:
+            ring.close()
+        except Exception:  # pragma: no cover - exit path
+            pass
+
+
+atexit.register(_close_all_rings)
+
+
+# ---- bufmgr.shm helpers -------------------------------------------------------------------
+
+def peek(name):
+    """A read-only look at segment ``name`` (no attach): dict, or ValueError
+    for a file that is not a valid bufmgr segment."""
+    cdef bm_shm_info info
+    cdef char why[256]
+    cdef int err = 0, st
+    cdef bytes bname = _full_name(name).encode("ascii")
+    cdef uint32_t i
+    cdef const char *cname = bname
+    why[0] = 0
+    with nogil:
+        st = bm_shm_peek(cname, &info, why, sizeof(why), &err)
+    if st == BM_SHM_ERRNO:
+        raise OSError(err, os.strerror(err))
+    if st != BM_OK:
+        raise ValueError(_why(why))
+    return {
+        "creator_pid": info.creator_pid,
+        "creator_alive": bool(info.creator_alive),
+        "participants": info.attached,
+        "alive_pids": [info.pids[i] for i in range(info.alive)],
+        "slots": info.nslots,
+        "frame_bytes": info.frame_bytes,
+        "total_bytes": info.total_bytes,
+    }
+
+
+def unlink_name(name):
+    """shm_unlink the name (no checks beyond its validity); 0 or an errno."""
+    return bm_shm_unlink_name(_full_name(name).encode("ascii"))
+
+
+def validate_bytes(data, bint need_ready=True):
+    """Test hook: run the attach-time header validation on a bytes-like
+    object of exactly that size; returns (status, message)."""
+    cdef const unsigned char[::1] v = memoryview(data).cast("B")
+    cdef char why[256]
+    cdef int st
+    why[0] = 0
+    if v.shape[0] == 0:
+        st = bm_shm_validate(NULL, 0, need_ready, why, sizeof(why))
+    else:
+        st = bm_shm_validate(&v[0], <size_t>v.shape[0], need_ready, why, sizeof(why))
+    return st, _why(why)

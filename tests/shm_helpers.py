@@ -1,0 +1,119 @@
+"""Helpers shared by the SharedFrameRing tests (tests/test_shm*.py)."""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+
+import pytest
+
+from bufmgr import shm
+
+try:
+    import numpy as np
+except ImportError:  # pragma: no cover - numpy is optional
+    np = None
+
+DEADLINE_S = 30.0
+
+needs_shm = pytest.mark.skipif(not shm.AVAILABLE, reason=shm.UNAVAILABLE_REASON or "n/a")
+needs_numpy = pytest.mark.skipif(np is None, reason="numpy not installed")
+
+
+def segments() -> set[str]:
+    try:
+        return {n for n in os.listdir(shm.SHM_DIR) if n.startswith(shm.PREFIX)}
+    except FileNotFoundError:  # pragma: no cover
+        return set()
+
+
+def _ancestors(pid: int) -> set[int]:
+    """pid and its ancestors (from /proc/<pid>/stat's ppid field)."""
+    chain = set()
+    while pid > 1 and pid not in chain:
+        chain.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return chain
+
+
+def left_behind(before: set[str]) -> set[str]:
+    """Segments that appeared since ``before`` and belong to this test run:
+    not those whose creator is alive outside this process's tree (another
+    test session or program on the machine, which must not be unlinked)."""
+    new = segments() - before
+    me = os.getpid()
+    foreign = set()
+    for e in shm.list_segments():
+        pid = e.get("creator_pid")
+        if e["name"] in new and e.get("valid") and e.get("creator_alive") and me not in _ancestors(pid):
+            foreign.add(e["name"])
+    return new - foreign
+
+
+def conserved(s: dict) -> bool:
+    return s["puts"] == s["gets"] + s["dropped"] + s["reclaimed"] + s["cleared"] + s["size"]
+
+
+def key_of(producer: int, n: int) -> int:
+    return (producer + 1) << 40 | n
+
+
+def frame_len(key: int, frame_bytes: int) -> int:
+    lo = frame_bytes // 2
+    return lo + (key * 0x9E3779B97F4A7C15 >> 20) % (frame_bytes - lo + 1)
+
+
+_patterns: dict = {}
+
+
+def _pattern(frame_bytes: int):
+    p = _patterns.get(frame_bytes)
+    if p is None:
+        p = _patterns[frame_bytes] = (np.arange(frame_bytes, dtype=np.uint64) * 2654435761 >> 7).astype(np.uint8)
+    return p
+
+
+def stamp(key: int, frame_bytes: int) -> bytes:
+    """Frame bytes for `key`: the key, then a pattern mixed with it, of a
+    key-dependent length: a torn, mixed, shifted or short frame cannot verify."""
+    n = frame_len(key, frame_bytes)
+    body = _pattern(frame_bytes)[8:n] ^ np.uint8(key % 251)
+    return struct.pack("<Q", key) + body.tobytes()
+
+
+def check_frame(data, frame_bytes: int) -> int:
+    """Return the key of an intact frame; raise AssertionError otherwise."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    key = struct.unpack("<Q", buf[:8].tobytes())[0]
+    n = frame_len(key, frame_bytes)
+    assert len(buf) == n, f"frame {key:#x}: {len(buf)} bytes, stamped {n}"
+    want = _pattern(frame_bytes)[8:n] ^ np.uint8(key % 251)
+    assert np.array_equal(buf[8:], want), f"frame {key:#x} is torn"
+    return key
+
+
+def wait_until(pred, what, timeout=DEADLINE_S):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            pytest.fail(f"liveness: {what} not reached within {timeout} s")
+        time.sleep(0.002)
+
+
+def waitpid_bounded(pid: int, timeout=DEADLINE_S) -> int:
+    """waitpid with a deadline (kills and fails the test on a hang)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail(f"liveness: child {pid} still running after {timeout} s")
+        time.sleep(0.002)

@@ -1,0 +1,283 @@
+"""``python -m bufmgr bench --scenario processes``: the harness and its integrity checks.
+
+The checks that decide whether a transport lost, duplicated, tore or
+reordered frames are tested here on crafted input (they must be able to
+fail), and the command is run as a user runs it on a few cheap rows. No
+timing assertions: speed is what the command reports, not what tests check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import struct
+import sys
+
+import pytest
+
+from bufmgr.cli import procs
+from test_cli import run_cli, section, threaded_rows  # noqa: F401  (tests/ is on sys.path)
+
+
+def _item(seq: int, nbytes: int = 64, tail: int | None = None) -> bytes:
+    a, b, c = procs.stamp_offsets(nbytes)
+    buf = bytearray(nbytes)
+    struct.pack_into("<Q", buf, a, seq)
+    struct.pack_into("<Q", buf, b, seq)
+    struct.pack_into("<Q", buf, c, seq if tail is None else tail)
+    return bytes(buf)
+
+
+def _consume(items: list, payload: str = "64b") -> procs._Consumer:
+    """Run the mp-queue consumer loop in this process over a plain queue."""
+    q: queue.Queue = queue.Queue()
+    for it in items:
+        q.put(it)
+    spec = procs.RowSpec("mp-queue", payload, 1, 8)
+    cons = procs._Consumer(spec, q)
+    return cons
+
+
+def test_stamp_offsets_cover_head_middle_and_tail():
+    assert procs.stamp_offsets(64) == (0, 32, 56)
+    a, b, c = procs.stamp_offsets(procs.FRAME_BYTES)
+    assert a == 0 and c == procs.FRAME_BYTES - 8 and b % 8 == 0 and a < b < c
+    with pytest.raises(ValueError, match="at least 24"):
+        procs.stamp_offsets(16)
+    # the small-item packer writes exactly the three stamps
+    assert procs._small_struct(64).pack(7, 7, 7) == _item(7)
+
+
+def test_consumer_counts_good_items_and_stops_at_markers():
+    cons = _consume([_item(0), _item(1), "mark", _item(2), None])
+    assert cons.consume() == "mark"
+    assert (cons.delivered, cons.torn, cons.disorder) == (2, 0, 0)
+    assert cons.consume() == "end"
+    assert cons.delivered == 3 and list(cons.seqs) == [0, 1, 2]
+
+
+def test_consumer_detects_torn_short_and_reordered_items():
+    cons = _consume([_item(0), _item(1, tail=99), _item(2)[:40], _item(5), _item(4), _item(4), None])
+    assert cons.consume() == "end"
+    assert cons.delivered == 6
+    assert cons.torn == 2  # tail stamp disagrees; wrong length
+    assert cons.disorder == 2  # 4 after 5, then 4 again
+    assert list(cons.seqs) == [0, 1, 2, 5, 4, 4]
+
+
+def _blocks(*seqs: list[int]) -> list[bytes]:
+    import array
+
+    return [array.array("Q", s).tobytes() for s in seqs]
+
+
+def test_accounting_finds_loss_duplicates_and_phantoms():
+    ok = procs.account(procs.Accounting(produced=6), _blocks([0, 2, 4], [1, 3, 5]), None)
+    assert ok.ok and ok.unique == 6 and ok.lost == 0 and ok.duplicates == 0
+
+    lost = procs.account(procs.Accounting(produced=6), _blocks([0, 2], [1, 3, 5]), None)
+    assert not lost.ok and lost.lost == 1
+
+    dup = procs.account(procs.Accounting(produced=4), _blocks([0, 1, 3], [1, 2]), None)
+    assert not dup.ok and dup.duplicates == 1 and dup.lost == 0
+
+    phantom = procs.account(procs.Accounting(produced=3), _blocks([0, 1, 2, 7]), None)
+    assert not phantom.ok and phantom.out_of_range == 1
+
+    # a ring's own drop counter explains what was not delivered
+    dropped = procs.account(procs.Accounting(produced=5), _blocks([0, 3, 4]), {"dropped": 2})
+    assert dropped.ok and dropped.dropped == 2 and dropped.lost == 0
+
+
+def test_row_integrity_flag_and_targets():
+    rows = [
+        procs.Row("copyto", "floor", "frame", procs.FRAME_BYTES, 0, 8, throughput=1000.0),
+        procs.Row("mp-queue", "q", "frame", procs.FRAME_BYTES, 1, 8, throughput=50.0, lost=0),
+        procs.Row("ring-copy", "r", "frame", procs.FRAME_BYTES, 1, 8, throughput=900.0, lost=0),
+        procs.Row("ring-reserve", "rr", "frame", procs.FRAME_BYTES, 1, 8, throughput=40_000.0),
+        procs.Row("faster-fifo", "ff", "64b", 64, 1, 1024, throughput=100_000.0),
+        procs.Row("ring-copy", "r", "64b", 64, 1, 1024, throughput=1_200_000.0),
+    ]
+    procs.fill_ratios(rows)
+    assert rows[2].vs_floor == pytest.approx(0.9) and rows[2].vs_mp_queue == pytest.approx(18.0)
+    tg = {t.label: t for t in procs.targets(rows)}
+    copy_t = next(t for k, t in tg.items() if k.startswith("6 MB frames"))
+    assert copy_t.met is True
+    reserve_t = next(t for k, t in tg.items() if "reserve" in k and "1080p" in k)
+    assert reserve_t.met is False  # 40k < 50k: a miss is reported as a miss
+    ff_t = next(t for k, t in tg.items() if "put+get vs faster-fifo" in k)
+    assert ff_t.value == pytest.approx(12.0) and ff_t.met is True
+    assert not any(r.integrity_failed for r in rows)
+    rows[1].duplicates = 1
+    assert rows[1].integrity_failed
+    assert "INTEGRITY FAILURES" in procs.format_table(rows)
+
+
+def test_bench_processes_cli_accounts_for_every_item(tmp_path):
+    out = tmp_path / "procs.json"
+    transports = ["mp-queue", "shm-index", "shm-index-inplace", "copyto", "ring-copy", "ring-reserve"]
+    args = ["bench", "--scenario", "processes", "--quick", "--proc-payload", "64b",
+            "--consumers", "1", "--consumers", "2", "--json", str(out)]
+    for t in transports:
+        args += ["--transport", t]
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = proc.stdout
+    for key in ("processes-64b-1x1", "processes-64b-1x2"):
+        block = section(text, key)
+        for t in transports:
+            assert procs.TRANSPORTS[t] in block, (t, block)
+    assert "integrity: every item accounted for" in text
+    data = json.loads(out.read_text())["processes"]
+    rows = data["results"]
+    assert {(r["transport"], r["consumers"]) for r in rows} == {
+        (t, c) for t in transports for c in ((0,) if t in procs.FLOORS else (1, 2))
+    }
+    ring_available = not procs.unavailable("ring-copy", "64b")
+    for r in rows:
+        if r["transport"] in procs.OURS and not ring_available:
+            assert r["available"] is False and r["note"].startswith("n/a")
+            continue
+        assert r["available"] and not r["error"], r
+        assert r["throughput"] > 0 and r["items_per_round"] > 0
+        assert r["produced"] == r["delivered"] + r["dropped"] + r["lost"], r
+        assert r["lost"] == 0 and r["duplicates"] == 0 and r["torn"] == 0 and r["disorder"] == 0, r
+        if r["consumers"] == 2:
+            assert len(r["per_consumer"]) == 2 and sum(r["per_consumer"]) == r["delivered"]
+        if r["transport"] != "mp-queue" and r["transport"] not in procs.FLOORS:
+            assert r["vs_mp_queue"] > 0
+    assert data["integrity_failures"] == 0
+    labels = [t["label"] for t in data["targets"]]
+    if ring_available:
+        assert any("faster-fifo" not in lab and "reserve" in lab for lab in labels)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["bench", "--scenario", "processes", "--consumers", "0"], "1..16"),
+        (["bench", "--scenario", "processes", "--transport", "pigeon"], "invalid choice"),
+        (["bench", "--scenario", "processes", "--proc-payload", "huge"], "invalid choice"),
+    ],
+)
+def test_bench_processes_bad_options(args, needle):
+    proc = run_cli(*args)
+    assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bench_processes_refuses_plot(tmp_path):
+    proc = run_cli("bench", "--scenario", "processes", "--plot", str(tmp_path / "p.png"))
+    assert proc.returncode == 2 and "--plot" in proc.stderr
+
+
+# --------------------------------------------------------------------------
+# demo --processes
+
+NO_SHARED_RING = procs.unavailable("ring-copy", "64b")
+needs_shared_ring = pytest.mark.skipif(bool(NO_SHARED_RING), reason=NO_SHARED_RING or "")
+
+
+def _shm_path(name: str):
+    from pathlib import Path
+
+    return Path("/dev/shm") / name.lstrip("/")
+
+
+def _check_demo_summary(s: dict) -> None:
+    assert s["lost"] == 0, s
+    assert s["in_order"] and s["duplicates"] == 0 and s["bad_payloads"] == 0, s
+    assert s["errors"] == [], s["errors"]
+    assert s["produced"] == s["delivered"] + s["dropped"] + s["refused"] + s["cleared"] + s["left_queued"], s
+    # the three stages really ran in three other processes
+    pids = [int(p) for p in s["transport"].split("pids ")[1].rstrip(")").split("/")]
+    assert len(set(pids)) == 3 and os.getpid() not in pids
+    for name, st in s["ring_stats"].items():  # every ring's own books balance
+        assert st["puts"] == st["gets"] + st["dropped"] + st["cleared"] + st["size"] + st.get("reclaimed", 0), (name, st)
+        assert st["held"] == 0, (name, st)
+    if sys.platform.startswith("linux"):
+        for name in s["ring_names"].values():  # the creator removed every segment
+            assert not _shm_path(name).exists(), name
+
+
+@needs_shared_ring
+def test_demo_processes_with_a_slowed_stage_drops_and_loses_nothing(tmp_path):
+    out = tmp_path / "demo.json"
+    proc = run_cli("demo", "--processes", "--duration", "1.5", "--slow", "processing", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = json.loads(out.read_text())
+    _check_demo_summary(s)
+    assert s["options"]["processes"] is True
+    assert s["dropped"] > 0
+    assert s["dropped_by_queue"]["capture_left"] > 0 and s["dropped_by_queue"]["capture_right"] > 0
+    assert s["latency_ms"]["p50"] is not None and s["latency_ms"]["p99"] >= s["latency_ms"]["p50"]
+    text = proc.stdout
+    assert "SharedFrameRing" in text and "lost               0" in text and "p99" in text
+    assert "\r" not in proc.stderr and "capture" in proc.stderr and "/s" in proc.stderr
+
+
+@needs_shared_ring
+@pytest.mark.parametrize("policy", ["block", "drop_newest"])
+def test_demo_processes_policies_account_for_every_frame(tmp_path, policy):
+    out = tmp_path / "demo.json"
+    proc = run_cli(
+        "demo", "--processes", "--duration", "1", "--rate", "300", "--policy", policy, "--slow", "storage",
+        "--capacity", "8", "--no-status", "--json", str(out),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _check_demo_summary(json.loads(out.read_text()))
+    assert proc.stderr == ""
+
+
+@needs_shared_ring
+def test_demo_processes_frames(tmp_path):
+    out = tmp_path / "demo.json"
+    proc = run_cli("demo", "--processes", "--payload", "frame", "--rate", "30", "--duration", "0.5",
+                   "--no-status", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = json.loads(out.read_text())
+    _check_demo_summary(s)
+    assert s["options"]["payload_bytes"] == 1920 * 1080 * 3 and s["delivered"] > 0
+
+
+@needs_shared_ring
+def test_demo_processes_ctrl_c_stops_early_and_still_accounts(tmp_path):
+    import re
+    import signal
+    import subprocess
+    import time
+
+    from test_cli import PKG_PARENT
+
+    out = tmp_path / "demo.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bufmgr", "demo", "--processes", "--duration", "60", "--json", str(out)],
+        cwd=PKG_PARENT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        status = re.compile(r"^\s*\d+\.\ds  capture ")
+        line = ""
+        deadline = time.monotonic() + 60
+        while not status.match(line) and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line and proc.poll() is not None:
+                break
+        assert status.match(line), f"no status line: {line!r}"
+        proc.send_signal(signal.SIGINT)  # to the parent only; it stops capture, the stages drain
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stdout
+    assert "stopped early by Ctrl-C" in stdout
+    s = json.loads(out.read_text())
+    _check_demo_summary(s)
+    assert s["produced"] < 60 * 200 * 2
+
+
+def test_demo_processes_without_the_compiled_core_says_so():
+    proc = run_cli("demo", "--processes", "--duration", "0.2", env={"BUFMGR_NO_EXTENSIONS": "1"})
+    assert proc.returncode == 2
+    assert "compiled core" in proc.stderr and "SharedFrameRing" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
