@@ -519,6 +519,11 @@ def _sweep_ops():
     ]
 
 
+@pytest.mark.skipif(
+    sys.version_info >= (3, 13),
+    reason="on CPython 3.13 sys.settrace gives this injector too few opcode events to "
+    "sweep (a mutant that leaks a slot passes); validated on 3.11 and 3.12",
+)
 @pytest.mark.parametrize("overflow", POLICIES)
 def test_pure_framering_interrupt_sweep(overflow):
     """Every eval-breaker boundary of put/get/get_into/Frame.release/__bytes__/
