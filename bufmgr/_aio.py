@@ -230,6 +230,23 @@ class Waiters:
         """Wake every registered waiter (shutdown)."""
         self.notify(ALL)
 
+    def prune(self) -> int:
+        """For a watcher's idle moments (any thread): forget the waiters of
+        closed loops and deliveries to them, and clear the active flag when
+        nobody is registered (the flag notify leaves set after picking the
+        last waiter). Returns how many waiters are registered."""
+        with self._lock:
+            waiting = self._waiting
+            for fut in [f for f, lp in waiting.items() if lp.is_closed()]:
+                del waiting[fut]
+            if self._deliveries:
+                self._reclaim_closed_locked()
+            if not waiting and self._active:
+                self._active = False
+                if self._on_active is not None:
+                    self._on_active(False)
+            return len(waiting)
+
     def _drop_loop(self, loop: asyncio.AbstractEventLoop) -> int:
         """Forget every future of a closed loop; return how many wake-ups
         had been picked for it (to give to others)."""
@@ -410,16 +427,18 @@ async def get_latest(buffer: Any, timeout: float | None = None) -> Any:
     return await buffer._aio_waiters().getters.wait(attempt, Empty, seconds)
 
 
-async def put(buffer: Any, item: Any, timeout: float | None = None) -> Any:
+async def put(buffer: Any, item: Any, timeout: float | None = None, **kwargs: Any) -> Any:
     """``await buffer.async_put(item, timeout)``: put() without blocking the loop;
-    returns what put() returns. Only the "block" policy ever waits."""
+    returns what put() returns. Only the "block" policy ever waits. ``kwargs``
+    (SharedFrameRing's timestamp_ns/metadata) go to every put_nowait try."""
     seconds = _seconds(timeout)
     try:
-        return buffer.put_nowait(item)
+        return buffer.put_nowait(item, **kwargs)
     except Full:
         if seconds == 0.0:
             raise
-    return await buffer._aio_waiters().putters.wait(partial(buffer.put_nowait, item), Full, seconds)
+    return await buffer._aio_waiters().putters.wait(partial(buffer.put_nowait, item, **kwargs),
+                                                    Full, seconds)
 
 
 class AsyncIterator:

@@ -38,7 +38,7 @@ cdef extern from "bufmgr/shmring.h" nogil:
         bm_shm_geometry g
         int32_t creator_pid
         uint32_t shutdown
-        uint64_t nqueued, nfree, nheld
+        uint64_t nqueued, nfree, nheld, dropped
 
     ctypedef struct bm_shm:
         unsigned char *base
@@ -49,6 +49,7 @@ cdef extern from "bufmgr/shmring.h" nogil:
         unsigned char *data
         uint32_t me, me_gen
         uint64_t dev, ino
+        uint32_t own_data_bumps, own_space_bumps
 
     ctypedef struct bm_shm_stats:
         uint64_t puts, gets, dropped, cleared, underruns, reclaimed, high_water
@@ -101,3 +102,15 @@ cdef extern from "bufmgr/shmring.h" nogil:
     uint32_t bm_shm_word(const bm_shm *r, int getter)
     int bm_shm_wait_word(bm_shm *r, int getter, uint32_t seen, int64_t rel_ns)
     void bm_shm_wake(bm_shm *r, int getter, int n)
+
+    # the asyncio watcher (bufmgr/_shm.pyx _Watcher)
+    ctypedef struct bm_shm_watch_state:
+        uint32_t word, own
+        int primed
+        uint32_t remote, delta
+        int woken
+        uint64_t avail
+        uint32_t shutdown
+        uint32_t others_waiting
+    int bm_shm_watch(bm_shm *r, int getter, bm_shm_watch_state *w, int64_t rel_ns)
+    void bm_shm_nudge(bm_shm *r, int getter)

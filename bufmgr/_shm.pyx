@@ -46,8 +46,10 @@ import os
 import pickle
 import secrets
 import sys
+import threading
 import weakref
 
+from bufmgr import _aio
 from bufmgr import _errors
 from bufmgr import _framering_common as _frc
 from bufmgr._errors import Empty, Full, ShutDown
@@ -80,6 +82,205 @@ cdef dict _POLICIES = {
 cdef tuple _POLICY_NAMES = ("block", "drop_oldest", "drop_newest")
 
 _RING_CLOSED = "SharedFrameRing is closed"
+
+
+# ---- asyncio (bufmgr/_aio.py) ----------------------------------------------------------
+#
+# A SharedFrameRing's coroutines wait in the ring's _aio.BufferWaiters, as
+# FrameRing's do. Who wakes them:
+#  - this process's own puts/frees/shutdown, directly, after the segment
+#    mutex is released (S1), when the flag of that direction is set: the
+#    same-process hop costs what FrameRing's does;
+#  - everything else (other processes, other handles of the segment in this
+#    process, a recovery) through a _Watcher: one thread per (ring handle,
+#    direction), running only while coroutines wait in that direction. It
+#    sleeps on the segment's futex word (GIL released, <= 50 ms slices, as a
+#    counted sleeper of this participant), and on a change that this handle
+#    did not make (shmring.h bm_shm_watch: own bumps are counted per handle)
+#    calls the registry's notify (which coalesces per loop). It never holds
+#    the mutex while running Python, holds the _Segment (the mapping) while
+#    it runs, stops on close()/exit (bounded join), and lingers
+#    _WATCH_LINGER_S after the last waiter before it exits, so a steady
+#    stream does not start a thread per frame.
+
+cdef extern from *:
+    """
+    #ifndef BM_SHM_AIO_LOAD
+    #define BM_SHM_AIO_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+    #define BM_SHM_AIO_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+    #define BM_SHM_AIO_DROPPED(h) __atomic_load_n(&(h)->dropped, __ATOMIC_RELAXED)
+    #endif
+    """
+    int BM_SHM_AIO_LOAD(int *p) noexcept nogil
+    void BM_SHM_AIO_STORE(int *p, int v) noexcept nogil
+    uint64_t BM_SHM_AIO_DROPPED(bm_shm_header *h) noexcept nogil
+
+cdef enum:
+    _AIO_GETTERS = 0  # == _aio.GETTERS
+    _AIO_PUTTERS = 1  # == _aio.PUTTERS
+cdef size_t _AIO_ALL = <size_t>(1) << 62  # == _aio.ALL
+
+#: A watcher with nobody waiting exits after this long (a new waiter restarts it).
+_WATCH_LINGER_S = 1.0
+#: close()/exit wait at most this long for a watcher (it notices within one slice).
+_WATCH_JOIN_S = 5.0
+
+
+cdef void _aio_notify(SharedFrameRing ring, int kind, size_t n) noexcept:
+    # Direct wake-up of this process's coroutines after one of its own
+    # operations (mutex released: S1). Never raises.
+    cdef object w
+    if ring is None or n == 0:
+        return
+    if not BM_SHM_AIO_LOAD(&ring.aio_putters if kind == _AIO_PUTTERS else &ring.aio_getters):
+        return
+    w = ring._aio
+    if w is None:
+        return
+    (w.putters if kind == _AIO_PUTTERS else w.getters).notify(n)
+
+
+_live_watchers = weakref.WeakSet()
+
+
+def _stop_all_watchers():
+    for w in list(_live_watchers):
+        w.stop()
+
+
+cdef class _Watcher:
+    """The thread that turns another process's futex bumps of one ring
+    handle's word (getters: data_word; putters: space_word) into notify()
+    calls of that direction's registry. See the comment above."""
+
+    cdef _Segment seg
+    cdef object waiters   # the _aio.Waiters of this direction
+    cdef object ring_ref  # weak: the watcher never keeps the ring alive
+    cdef int getter
+    cdef object cond
+    cdef object thread
+    cdef bint active, rearmed, stopping
+    cdef object pid
+    cdef object __weakref__
+
+    def __init__(self, SharedFrameRing ring, int kind):
+        self.seg = ring.seg
+        self.waiters = ring._aio_waiters().getters if kind == _AIO_GETTERS else ring._aio_waiters().putters
+        self.ring_ref = weakref.ref(ring)
+        self.getter = 1 if kind == _AIO_GETTERS else 0
+        self._reset()
+        _live_watchers.add(self)
+
+    def _reset(self):
+        self.cond = threading.Condition(threading.Lock())
+        self.thread = None
+        self.active = self.rearmed = self.stopping = False
+        self.pid = os.getpid()
+
+    @property
+    def running(self):
+        """For tests: the thread, while it runs."""
+        return self.thread
+
+    def set_active(self, bint active):
+        """The registry's on_active (called under its lock): quick, never
+        calls back into the registry."""
+        if self.pid != os.getpid():
+            self._reset()  # forked child: the parent's thread does not exist here
+        with self.cond:
+            self.active = active
+            if not active or self.stopping:
+                return
+            self.rearmed = True
+            if self.thread is None:
+                t = threading.Thread(target=self._run, daemon=True,
+                                     name=f"bufmgr-shm-watch-{'get' if self.getter else 'put'}")
+                self.thread = t
+                # stop before any segment leaves at exit (atexit runs last-registered first)
+                atexit.unregister(_stop_all_watchers)
+                atexit.register(_stop_all_watchers)
+                t.start()
+            else:
+                self.cond.notify()
+
+    def stop(self, double timeout=_WATCH_JOIN_S):
+        """Stop for good (close()/exit) and join, bounded. True if it ended."""
+        with self.cond:
+            self.stopping = True
+            t = self.thread
+            self.cond.notify()
+        if t is None or t is threading.current_thread() or self.pid != os.getpid():
+            return True
+        t.join(timeout)
+        return not t.is_alive()
+
+    def _run(self):
+        cdef bm_shm_watch_state w
+        cdef int rc = BM_OK
+        cdef int getter = self.getter
+        cdef _Segment seg = self.seg
+        cdef bm_shm *r = &seg.shm
+        cdef bint rearm = True, shut_seen = False
+        cdef size_t n
+        me = threading.current_thread()
+        w.primed = 0
+        with nogil:
+            rc = bm_shm_watch(r, getter, &w, 0)  # primes w: no sleep
+        try:
+            while rc == BM_OK:
+                with self.cond:
+                    while not self.active and not self.stopping:
+                        if not self.cond.wait(_WATCH_LINGER_S) and not self.active:
+                            # nobody waited for a linger: exit; cleared under the
+                            # lock, so the next set_active(True) starts a new one
+                            self.thread = None
+                            return
+                    if self.stopping:
+                        return
+                    if self.rearmed:
+                        self.rearmed = False
+                        rearm = True
+                ring = self.ring_ref()
+                if ring is None or (<SharedFrameRing>ring).seg is not seg or not seg.joined or seg.left:
+                    return
+                ring = None
+                with nogil:
+                    rc = bm_shm_watch(r, getter, &w, _SLICE_NS)
+                if rc != BM_OK:
+                    return
+                n = 0
+                if w.shutdown:
+                    if not shut_seen:
+                        shut_seen = True
+                        n = _AIO_ALL
+                elif w.remote or rearm or (w.woken and w.delta == 0):
+                    # remote bumps; a (re)activation that may have missed
+                    # some; or a chain wake: try as many as may succeed
+                    n = w.remote if w.remote else 1
+                    if rearm and w.avail > n:
+                        n = <size_t>w.avail
+                    if n > w.avail:
+                        n = <size_t>w.avail
+                rearm = False
+                if (w.woken and w.delta and (w.remote == 0 or len(self.waiters) == 0)
+                        and w.avail and w.others_waiting):
+                    # a wake-up meant for another sleeper came to us (one per
+                    # commit): hand it on (no Python under the mutex: none held)
+                    bm_shm_nudge(r, getter)
+                try:
+                    if n:
+                        self.waiters.notify(n)
+                    elif not w.delta and not w.woken:
+                        # an idle slice: drop closed loops' waiters, and let
+                        # the flag go once nobody waits (then we park, linger
+                        # and exit)
+                        self.waiters.prune()
+                except BaseException:  # pragma: no cover - neither raises
+                    pass
+        finally:
+            with self.cond:
+                if self.thread is me:
+                    self.thread = None
 
 
 # ---- small helpers (the same contracts as bufmgr/_ring.pyx's) --------------------
@@ -360,11 +561,13 @@ cdef class SharedFrame:
         return (self.seg.mapped and self.seg.joined and not self.seg.left
                 and self.seg.shm.me == self.me and self.seg.shm.me_gen == self.me_gen)
 
-    cdef inline void _free_locked(self) noexcept:
+    cdef inline bint _free_locked(self) noexcept:
+        # True if the slot went back (the caller notifies after unlocking: S1)
         if self._released and self.exports == 0 and not self.pinned and not self.freed:
             self.freed = True
             if self._ours():
-                bm_shm_release_locked(&self.seg.shm, self.slot)
+                return bm_shm_release_locked(&self.seg.shm, self.slot) == BM_OK
+        return False
 
     cdef int _pin(self) except -1:
         if self.seg is None:
@@ -378,21 +581,28 @@ cdef class SharedFrame:
         return 0
 
     cdef void _unpin(self) noexcept:
+        cdef bint freed
         _lock(&self.seg.shm)
         self.exports -= 1
-        self._free_locked()
+        freed = self._free_locked()
         bm_shm_unlock(&self.seg.shm)
+        if freed:
+            _aio_notify(self.ring, _AIO_PUTTERS, 1)
 
     def release(self):
         """Give the slot back (idempotent); exported views keep it until released."""
+        cdef bint freed
         if self.seg is None or self.freed:
             return
         _lock(&self.seg.shm)
         self._released = True
-        self._free_locked()
+        freed = self._free_locked()
         bm_shm_unlock(&self.seg.shm)
+        if freed:
+            _aio_notify(self.ring, _AIO_PUTTERS, 1)
 
     def __dealloc__(self):
+        cdef bint freed
         if self.seg is None or self.freed:
             return
         try:
@@ -401,8 +611,10 @@ cdef class SharedFrame:
             return
         self._released = True
         self.pinned = False
-        self._free_locked()
+        freed = self._free_locked()
         bm_shm_unlock(&self.seg.shm)
+        if freed:
+            _aio_notify(self.ring, _AIO_PUTTERS, 1)
 
     def __enter__(self):
         return self
@@ -556,6 +768,7 @@ cdef class SharedSlot:
         if st != BM_OK:
             _raise(st, False)
         self.seq = seq
+        _aio_notify(self.ring, _AIO_GETTERS, 1)
         return seq
 
     def discard(self):
@@ -567,6 +780,7 @@ cdef class SharedSlot:
             _lock(&self.seg.shm)
             bm_shm_abort_locked(&self.seg.shm, self.slot)
             bm_shm_unlock(&self.seg.shm)
+            _aio_notify(self.ring, _AIO_PUTTERS, 1)
 
     def __dealloc__(self):
         if self.seg is not None and not self.done:
@@ -578,6 +792,7 @@ cdef class SharedSlot:
                     return
                 bm_shm_abort_locked(&self.seg.shm, self.slot)
                 bm_shm_unlock(&self.seg.shm)
+                _aio_notify(self.ring, _AIO_PUTTERS, 1)
 
     def __enter__(self):
         return self
@@ -673,6 +888,12 @@ cdef class SharedFrameRing:
     cdef bytes fmt
     cdef Py_ssize_t itemsize
     cdef bint creator
+    # asyncio: the registries, the flags tested after the mutex is released,
+    # and the two watchers (made on first use)
+    cdef object _aio
+    cdef int aio_getters
+    cdef int aio_putters
+    cdef object _watchers
     cdef object __weakref__
 
     def __init__(self, slots, frame_bytes=None, overflow="drop_oldest", name=None, *,
@@ -870,8 +1091,22 @@ cdef class SharedFrameRing:
             self.seg = None  # the mapping goes with the last Frame/Slot referring to it
         if seg is None:
             return
+        self._aio_stop()
         if self.creator and seg.creator:
             seg.unlink_name()
+
+    cdef _aio_stop(self):
+        # close()/exit: join the watchers (bounded), then wake this process's
+        # coroutines: their next try raises ValueError (closed)
+        cdef object watchers = self._watchers
+        if watchers is not None:
+            for wt in watchers:
+                if wt is not None:
+                    wt.stop()
+        w = self._aio
+        if w is not None:
+            w.getters.notify_all()
+            w.putters.notify_all()
 
     def unlink(self):
         """Remove the segment's name now (attached processes keep working;
@@ -956,6 +1191,7 @@ cdef class SharedFrameRing:
             bm_shm_unlock(r)
             if st != BM_OK:
                 return _raise(st, False)
+            _aio_notify(self, _AIO_GETTERS, 1)  # mutex released (S1)
             return seq
         finally:
             PyBuffer_Release(&view)
@@ -1046,9 +1282,16 @@ cdef class SharedFrameRing:
         cdef _Segment seg = self._seg()
         cdef SharedFrame f = SharedFrame.__new__(SharedFrame)
         cdef int st
+        cdef uint64_t dropped_before = 0
         if block:
             seconds = _timeout_seconds(timeout)
+        if latest:
+            dropped_before = BM_SHM_AIO_DROPPED(seg.shm.h)
         st = self._take(seg, block, seconds, _ANY_SIZE, latest, &slot, &need)
+        if latest and BM_SHM_AIO_LOAD(&self.aio_putters):
+            # slots freed by dropping older frames (an upper bound: other
+            # processes' drops count too; a spare wake-up is harmless)
+            _aio_notify(self, _AIO_PUTTERS, <size_t>(BM_SHM_AIO_DROPPED(seg.shm.h) - dropped_before))
         if st != BM_OK:
             _raise(st, True)
         return self._frame(seg, f, slot)
@@ -1121,6 +1364,7 @@ cdef class SharedFrameRing:
             _lock(r)
             bm_shm_release_locked(r, slot)
             bm_shm_unlock(r)
+            _aio_notify(self, _AIO_PUTTERS, 1)
         finally:
             PyBuffer_Release(&view)
         return (need, seq)
@@ -1136,6 +1380,9 @@ cdef class SharedFrameRing:
         _lock(&seg.shm)
         bm_shm_shutdown_locked(&seg.shm, imm)
         bm_shm_unlock(&seg.shm)
+        # this process's coroutines now; other processes' through their watchers
+        _aio_notify(self, _AIO_GETTERS, _AIO_ALL)
+        _aio_notify(self, _AIO_PUTTERS, _AIO_ALL)
 
     def clear(self):
         """Free every queued frame (counted as cleared); return how many."""
@@ -1144,6 +1391,7 @@ cdef class SharedFrameRing:
         _lock(&seg.shm)
         n = bm_shm_clear_locked(&seg.shm)
         bm_shm_unlock(&seg.shm)
+        _aio_notify(self, _AIO_PUTTERS, <size_t>n)
         return n
 
     cdef bm_shm_stats _stats(self):
@@ -1192,6 +1440,70 @@ cdef class SharedFrameRing:
             "metadata_bytes": s.metadata_bytes,
             "getters_waiting": s.getters_waiting, "putters_waiting": s.putters_waiting,
         }
+
+    # -- asyncio (bufmgr/_aio.py; the waking side: the comment at the top) ---------------
+
+    def async_get(self, timeout=None):
+        """Coroutine: get() without blocking the event loop (queue.Empty on
+        timeout, ShutDown once shut down and drained). Woken by puts of any
+        process."""
+        return _aio.get(self, timeout)
+
+    def async_get_latest(self, timeout=None):
+        """Coroutine: get_latest() without blocking the event loop."""
+        return _aio.get_latest(self, timeout)
+
+    def async_get_many(self, max_items, timeout=None):
+        """Coroutine: get_many() without blocking the event loop."""
+        return _aio.get_many(self, max_items, timeout)
+
+    def async_put(self, buffer, timeout=None, *, timestamp_ns=None, metadata=None):
+        """Coroutine: put() without blocking the event loop (queue.Full on
+        timeout); returns what put() returns. Only "block" ever waits; woken
+        by frees of any process."""
+        if timestamp_ns is None and metadata is None:
+            return _aio.put(self, buffer, timeout)
+        return _aio.put(self, buffer, timeout, timestamp_ns=timestamp_ns, metadata=metadata)
+
+    def __aiter__(self):
+        """``async for frame in ring``: async_get() until shut down and drained."""
+        return _aio.AsyncIterator(self)
+
+    def _aio_waiters(self):
+        """The ring's _aio.BufferWaiters, made on first use."""
+        cdef object w = self._aio
+        if w is None:
+            w = _aio.BufferWaiters(self)
+            with cython.critical_section(self):
+                if self._aio is None:
+                    self._aio = w
+                w = self._aio
+        return w
+
+    def _aio_state(self):
+        """For tests: (a coroutine waits for a frame, one waits for room)."""
+        return BM_SHM_AIO_LOAD(&self.aio_getters) != 0, BM_SHM_AIO_LOAD(&self.aio_putters) != 0
+
+    def _aio_watcher(self, int kind):
+        """For tests: the _Watcher of a direction (None before first use)."""
+        return None if self._watchers is None else self._watchers[kind]
+
+    def _aio_set_active(self, int kind, bint active):
+        """Called by the registry (under its lock) when it becomes (non-)empty:
+        the flag for direct wake-ups, and the watcher for other processes'."""
+        cdef _Segment seg
+        cdef object wt
+        BM_SHM_AIO_STORE(&self.aio_putters if kind == _AIO_PUTTERS else &self.aio_getters,
+                         1 if active else 0)
+        with cython.critical_section(self):
+            seg = self.seg
+            if self._watchers is None:
+                self._watchers = [None, None]
+            wt = self._watchers[kind]
+            if wt is None and active and seg is not None:
+                wt = self._watchers[kind] = _Watcher(self, kind)
+        if wt is not None:
+            wt.set_active(active)
 
     def reclaim(self):
         """Run a liveness scan now: take back what dead processes held.

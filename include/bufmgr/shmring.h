@@ -216,6 +216,12 @@ typedef struct {
     int32_t me_pid;
     uint64_t dev, ino;   /* of the file, to unlink only our own segment */
     int wake_get, wake_put; /* pending FUTEX_WAKE counts, under mu; sent after unlock */
+    /* bumps of data_word / space_word made through THIS handle by an
+     * operation (commit, free, shutdown; not a recovery's rebuild), under mu.
+     * The process-local layer wakes its own asyncio waiters directly after
+     * such an operation, so its watcher (bm_shm_watch) counts only the other
+     * bumps. Wraps like the words. */
+    uint32_t own_data_bumps, own_space_bumps;
 } bm_shm;
 
 typedef struct {
@@ -633,11 +639,13 @@ static inline void bm_shm__want_wake(int *pending, int n) {
 
 static inline void bm_shm__wake_getters(bm_shm *r, int n) {
     __atomic_add_fetch(&r->h->data_word, 1, __ATOMIC_RELEASE);
+    r->own_data_bumps++;
     if (r->h->getters_waiting) bm_shm__want_wake(&r->wake_get, n);
 }
 
 static inline void bm_shm__wake_putters(bm_shm *r, int n) {
     __atomic_add_fetch(&r->h->space_word, 1, __ATOMIC_RELEASE);
+    r->own_space_bumps++;
     if (r->h->putters_waiting) bm_shm__want_wake(&r->wake_put, n);
 }
 
@@ -953,6 +961,8 @@ static inline uint64_t bm_shm_shutdown_locked(bm_shm *r, int immediate) {
     uint64_t n = immediate ? bm_shm_clear_locked(r) : 0;
     __atomic_add_fetch(&h->data_word, 1, __ATOMIC_RELEASE);
     __atomic_add_fetch(&h->space_word, 1, __ATOMIC_RELEASE);
+    r->own_data_bumps++;
+    r->own_space_bumps++;
     r->wake_get = r->wake_put = INT_MAX;
     return n;
 }
@@ -1363,6 +1373,95 @@ static inline void bm_shm_wake(bm_shm *r, int getter, int n) {
     if (getter) bm_shm__wake_getters(r, n);
     else bm_shm__wake_putters(r, n);
     bm_shm_unlock(r);
+}
+
+/* ---- the asyncio watcher (one thread per process, ring handle and direction) ---- *
+ * bm_shm_watch(r, getter, w, rel_ns) with the state `w` of the previous call
+ * (w->word/w->own: what the watcher has accounted for; primed by the first
+ * call with w->primed == 0, which never sleeps): if the word has not moved
+ * since, sleep on it (counted as a sleeper of this participant, so wakers
+ * FUTEX_WAKE it) for at most min(rel_ns, one slice); then, under the mutex,
+ * report:
+ *   remote  bumps since the last call that were NOT made through this handle
+ *           (another process's, another handle's, a recovery's rebuild):
+ *           the caller notifies its waiters of those; its own operations
+ *           notified them directly;
+ *   delta   all bumps since the last call;
+ *   woken   the futex returned because of a FUTEX_WAKE (not the slice's end);
+ *           woken with delta == 0 is a "chain" wake: a taker saw more frames
+ *           queued (or a reserver more slots free) and passed a wake-up on;
+ *   avail   frames queued (getter) or slots free (putter) now; shutdown.
+ * Never waits for the mutex forever beyond its holder (a dead holder is
+ * recovered by bm_shm_lock). A slice that times out runs a liveness scan
+ * when one is due, as every wait does. One wake-up per commit: a watcher
+ * woken by a bump that only this handle made (delta > 0, remote == 0) has
+ * taken a FUTEX_WAKE meant for someone else; it hands it on with
+ * bm_shm_nudge(r, getter) (a FUTEX_WAKE of one sleeper, no bump: the
+ * receiver re-checks its predicate). */
+typedef struct {
+    uint32_t word, own;    /* in/out */
+    int primed;            /* in/out: 0 before the first call */
+    uint32_t remote, delta; /* out */
+    int woken;             /* out */
+    uint64_t avail;        /* out */
+    uint32_t shutdown;     /* out */
+    uint32_t others_waiting; /* out: sleepers on this word, not counting this watcher */
+} bm_shm_watch_state;
+
+static inline int bm_shm_watch(bm_shm *r, int getter, bm_shm_watch_state *w, int64_t rel_ns) {
+    bm_shm_header *h = r->h;
+    uint32_t *word = getter ? &h->data_word : &h->space_word;
+    uint32_t *own = getter ? &r->own_data_bumps : &r->own_space_bumps;
+    int st = bm_shm_lock(r);
+    if (st != BM_OK) return st;
+    w->woken = 0;
+    if (!w->primed) {
+        w->word = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+        w->own = *own;
+        w->primed = 1;
+    } else if (__atomic_load_n(word, __ATOMIC_ACQUIRE) == w->word && rel_ns > 0 &&
+               bm_shm__me_ok(r)) {
+        bm_shm_participant *me = &h->parts[r->me];
+        uint32_t seen = w->word;
+        if (getter) {
+            h->getters_waiting++;
+            me->getters_waiting++;
+        } else {
+            h->putters_waiting++;
+            me->putters_waiting++;
+        }
+        bm_shm_unlock(r);
+        if (rel_ns > BM_SHM_SLICE_NS) rel_ns = BM_SHM_SLICE_NS;
+        struct timespec ts = {(time_t)(rel_ns / 1000000000LL), (long)(rel_ns % 1000000000LL)};
+        long rc = syscall(SYS_futex, word, FUTEX_WAIT, seen, &ts, NULL, 0);
+        int timed_out = rc != 0 && errno == ETIMEDOUT;
+        w->woken = rc == 0;
+        bm_shm_lock(r); /* BM_SHM_BROKEN cannot happen: every recoverer marks it consistent */
+        if (getter) {
+            if (h->getters_waiting) h->getters_waiting--;
+            if (me->getters_waiting) me->getters_waiting--;
+        } else {
+            if (h->putters_waiting) h->putters_waiting--;
+            if (me->putters_waiting) me->putters_waiting--;
+        }
+        if (timed_out && bm_shm__reap_due(r)) bm_shm__reap_locked(r);
+    }
+    uint32_t now_word = __atomic_load_n(word, __ATOMIC_ACQUIRE), now_own = *own;
+    w->delta = now_word - w->word;
+    w->remote = w->delta - (now_own - w->own);
+    if (w->remote > w->delta) w->remote = 0; /* (cannot happen: own bumps are bumps) */
+    w->word = now_word;
+    w->own = now_own;
+    w->avail = getter ? h->nqueued : h->nfree;
+    w->shutdown = h->shutdown;
+    w->others_waiting = getter ? h->getters_waiting : h->putters_waiting;
+    bm_shm_unlock(r);
+    return BM_OK;
+}
+
+/* Hand a FUTEX_WAKE on to one other sleeper of the word (see bm_shm_watch). */
+static inline void bm_shm_nudge(bm_shm *r, int getter) {
+    bm_shm__futex_wake(getter ? &r->h->data_word : &r->h->space_word, 1);
 }
 
 #ifdef __cplusplus
