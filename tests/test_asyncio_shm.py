@@ -136,9 +136,10 @@ def _shutdown_when(name, started):
     ring.close()
 
 
-def _put_then_hold_lock(name, ready):
+def _put_then_hold_lock(name, go, ready):
     ring = bufmgr.SharedFrameRing.attach(name)
     ring.put(stamp(key_of(0, 0), FRAME))
+    go.wait(DEADLINE_S)  # the parent got frame 0: hold the lock only now
     ready.set()
     ring._debug_hold_lock(60)  # killed in here
 
@@ -278,13 +279,14 @@ def test_cancellation_storm_loses_and_duplicates_nothing():
 
 def test_producer_killed_holding_the_lock_while_a_coroutine_waits():
     ring = bufmgr.SharedFrameRing(2, FRAME, overflow="block")
-    ready = CTX.Event()
+    go, ready = CTX.Event(), CTX.Event()
 
     async def main():
-        p = CTX.Process(target=_put_then_hold_lock, args=(ring.name, ready))
+        p = CTX.Process(target=_put_then_hold_lock, args=(ring.name, go, ready))
         p.start()
         with await ring.async_get(timeout=DEADLINE_S) as f:  # woken by the watcher
             assert check_frame(f, FRAME) == key_of(0, 0)
+        go.set()
         waiter = asyncio.ensure_future(ring.async_get())
         while not len(ring._aio_waiters().getters):
             await asyncio.sleep(0.001)
