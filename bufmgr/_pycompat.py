@@ -199,8 +199,10 @@ class QueueCondition:
     def _count(self, q: Any, d: int) -> None:
         if self._kind == ITEMS:
             q._getters_waiting += d
+            q._getters_watching += d
         elif self._kind == ROOM:
             q._putters_waiting += d
+            q._putters_watching += d
         else:
             q._joiners_waiting += d
 

@@ -89,7 +89,7 @@ class FrameQueue:
         "_maxsize", "_overflow", "_policy", "_queue", "_mutex", "_not_empty",
         "_not_full", "_all_tasks_done", "_shutdown", "_unfinished",
         "_getters_waiting", "_putters_waiting", "_joiners_waiting",
-        "_puts", "_gets", "_dropped", "_cleared", "_waits", "_high_water",
+        "_getters_watching", "_putters_watching", "_puts", "_gets", "_dropped", "_cleared", "_waits", "_high_water",
         "_maxsize_arg", "_compat",
         "_waiting", "_aio", "_aio_getters", "_aio_putters", "__weakref__",
     )
@@ -112,6 +112,9 @@ class FrameQueue:
         self._shutdown = _RUNNING
         self._unfinished = 0
         self._getters_waiting = self._putters_waiting = self._joiners_waiting = 0
+        # Of those, the not_empty/not_full watchers (_pycompat): while any
+        # waits, wake-ups are notify_all, as in ring.h's bm__wake_getters.
+        self._getters_watching = self._putters_watching = 0
         self._puts = self._gets = self._dropped = self._cleared = self._waits = 0
         self._high_water = 0
         # asyncio (bufmgr/_aio.py): the registries, made on first use, and
@@ -139,11 +142,17 @@ class FrameQueue:
 
     def _wake_putters(self, freed: int) -> None:
         if freed and self._putters_waiting:
-            self._not_full.notify(freed)
+            if self._putters_watching:
+                self._not_full.notify_all()
+            else:
+                self._not_full.notify(freed)
 
     def _wake_getters(self, added: int) -> None:
         if added and self._getters_waiting:
-            self._not_empty.notify(added)
+            if self._getters_watching:
+                self._not_empty.notify_all()
+            else:
+                self._not_empty.notify(added)
 
     def _refuse_reentry(self) -> None:
         """Before ``with self._mutex:``: RuntimeError if this thread is inside
@@ -638,6 +647,7 @@ def _after_fork_child() -> None:
         q._not_full = threading.Condition(q._mutex)
         q._all_tasks_done = threading.Condition(q._mutex)
         q._getters_waiting = q._putters_waiting = q._joiners_waiting = 0
+        q._getters_watching = q._putters_watching = 0
     _locked_for_fork.clear()
 
 

@@ -84,6 +84,11 @@ typedef struct {
     /* Of the waiting getters/putters, how many already have a wake-up on
      * its way (see bm__wake). Never more than the matching *_waiting. */
     unsigned getters_signaled, putters_signaled, joiners_signaled;
+    /* Of the waiting getters/putters, how many are watchers (see
+     * bm_ring_watch_locked): while any is, wake-ups are broadcast, because a
+     * single signal may reach the real sleeper and leave the watcher asleep
+     * until its deadline although its event happened. */
+    unsigned getters_watching, putters_watching;
     uint64_t puts, gets, dropped, cleared, waits;
     size_t high_water;
 } bm_ring;
@@ -139,6 +144,7 @@ static inline void bm_ring_reinit_after_fork(bm_ring *r) {
     bm_cond_init(&r->all_done);
     r->getters_waiting = r->putters_waiting = r->joiners_waiting = 0;
     r->getters_signaled = r->putters_signaled = r->joiners_signaled = 0;
+    r->getters_watching = r->putters_watching = 0;
 }
 
 static inline void bm_ring_lock(bm_ring *r) { bm_mutex_lock(&r->mu); }
@@ -240,11 +246,13 @@ static inline void bm__retire(bm_ring *r, size_t n) {
 }
 
 static inline void bm__wake_putters(bm_ring *r, size_t freed) {
-    bm__wake(&r->not_full, r->putters_waiting, &r->putters_signaled, freed);
+    bm__wake(&r->not_full, r->putters_waiting, &r->putters_signaled,
+             r->putters_watching && freed ? BM__ALL : freed);
 }
 
 static inline void bm__wake_getters(bm_ring *r, size_t added) {
-    bm__wake(&r->not_empty, r->getters_waiting, &r->getters_signaled, added);
+    bm__wake(&r->not_empty, r->getters_waiting, &r->getters_signaled,
+             r->getters_watching && added ? BM__ALL : added);
 }
 
 static inline void bm__count_wait(bm_ring *r, int *waited) {
@@ -496,11 +504,18 @@ static inline int bm_ring_watch_locked(bm_ring *r, int kind, uint64_t seen,
                         : kind == BM_WATCH_ROOM ? &r->putters_waiting : &r->joiners_waiting;
     unsigned *signaled = kind == BM_WATCH_ITEMS ? &r->getters_signaled
                          : kind == BM_WATCH_ROOM ? &r->putters_signaled : &r->joiners_signaled;
+    /* ALL_DONE needs no count: its only wake-up (unfinished reaching 0) is
+     * a broadcast already. */
+    unsigned none = 0;
+    unsigned *watching = kind == BM_WATCH_ITEMS ? &r->getters_watching
+                         : kind == BM_WATCH_ROOM ? &r->putters_watching : &none;
     int st = BM_OK;
     while (bm_ring_events_locked(r, kind) == seen && !(kick && *kick != kick_seen)) {
         if (deadline == BM_NOWAIT) { st = BM_TIMEOUT; break; }
         (*waiting)++;
+        (*watching)++;
         int rc = bm_cond_wait_until(cv, &r->mu, deadline);
+        (*watching)--;
         BM__WAIT_DONE(*waiting, *signaled);
         if (rc == BM_WAIT_TIMEDOUT && bm_ring_events_locked(r, kind) == seen
             && !(kick && *kick != kick_seen)) {
