@@ -142,6 +142,11 @@ cdef void _aio_notify(SharedFrameRing ring, int kind, size_t n) noexcept:
 
 _live_watchers = weakref.WeakSet()
 
+#: Test hook (tests/test_asyncio_shm.py): None, or a callable the watcher
+#: thread calls with "start" before its first look at the segment and with
+#: "sleep" before each futex sleep it may take (GIL held, no mutex held).
+_debug_watch_hook = None
+
 
 def _stop_all_watchers():
     for w in list(_live_watchers):
@@ -222,7 +227,11 @@ cdef class _Watcher:
         cdef bm_shm *r = &seg.shm
         cdef bint rearm = True, shut_seen = False
         cdef size_t n
+        cdef int64_t slice_ns
         me = threading.current_thread()
+        hook = _debug_watch_hook
+        if hook is not None:
+            hook("start")
         w.primed = 0
         with nogil:
             rc = bm_shm_watch(r, getter, &w, 0)  # primes w: no sleep
@@ -244,8 +253,22 @@ cdef class _Watcher:
                 if ring is None or (<SharedFrameRing>ring).seg is not seg or not seg.joined or seg.left:
                     return
                 ring = None
+                if rearm:
+                    # A waiter registered since we last looked (or we just
+                    # started): its second try may have run before a bump
+                    # that our snapshot already contains, so no FUTEX_WAKE
+                    # is coming for it. As in any futex wait: look (the
+                    # snapshot and `avail` are read in one critical section)
+                    # before sleeping on that snapshot -- this call does not
+                    # sleep, the next one sleeps on what it saw.
+                    slice_ns = 0
+                else:
+                    slice_ns = _SLICE_NS
+                    hook = _debug_watch_hook
+                    if hook is not None:
+                        hook("sleep")
                 with nogil:
-                    rc = bm_shm_watch(r, getter, &w, _SLICE_NS)
+                    rc = bm_shm_watch(r, getter, &w, slice_ns)
                 if rc != BM_OK:
                     return
                 n = 0

@@ -40,13 +40,17 @@ import bufmgr
 from bufmgr import shm
 from bufmgr._errors import Empty, Full, ShutDown
 
-from shm_helpers import (DEADLINE_S, check_frame, conserved, key_of, needs_numpy, needs_shm,
+from shm_helpers import (DEADLINE_S, check_frame, conserved, key_of, left_behind, needs_numpy, needs_shm,
                          segments, stamp, wait_until)
 
 pytestmark = [needs_shm, needs_numpy, pytest.mark.filterwarnings("error")]
 
 FRAME = 2048
 CTX = mp.get_context("spawn")
+#: A coroutine's wait for a wake-up that is due: one takes milliseconds, so
+#: past this it was lost (a failure, not a slow pass; DEADLINE_S is for
+#: process start-ups and joins).
+WAKE_S = 20.0
 
 
 @pytest.fixture(autouse=True)
@@ -55,9 +59,9 @@ def no_leftover_segments_or_watchers():
     yield
     gc.collect()
     deadline = time.monotonic() + 5
-    while segments() - before and time.monotonic() < deadline:
+    while left_behind(before) and time.monotonic() < deadline:
         time.sleep(0.01)
-    left = segments() - before
+    left = left_behind(before)  # not another live session's segments
     for name in left:
         os.unlink(os.path.join(shm.SHM_DIR, name))
     assert not left, f"test left shared segments behind: {left}"
@@ -284,12 +288,16 @@ def test_producer_killed_holding_the_lock_while_a_coroutine_waits():
     async def main():
         p = CTX.Process(target=_put_then_hold_lock, args=(ring.name, go, ready))
         p.start()
-        with await ring.async_get(timeout=DEADLINE_S) as f:  # woken by the watcher
+        with await ring.async_get(timeout=WAKE_S) as f:  # woken by the watcher
             assert check_frame(f, FRAME) == key_of(0, 0)
-        go.set()
         waiter = asyncio.ensure_future(ring.async_get())
         while not len(ring._aio_waiters().getters):
             await asyncio.sleep(0.001)
+        # registered, and its tries (which take the segment mutex) are done:
+        # only now may the producer hold the lock. (Set before, the waiter's
+        # first get_nowait could block this loop on the live holder's mutex
+        # for the whole 60 s hold: the test's 61 s runs.)
+        go.set()
         wait_until(lambda: ready.is_set(), "producer holds the lock")
         time.sleep(0.05)  # likely inside the lock by now (either way it must recover)
         os.kill(p.pid, signal.SIGKILL)
@@ -301,10 +309,10 @@ def test_producer_killed_holding_the_lock_while_a_coroutine_waits():
         assert not waiter.done()
         q = CTX.Process(target=_producer, args=(ring.name, 1, 3, False))
         q.start()
-        with await asyncio.wait_for(waiter, DEADLINE_S) as f:
+        with await asyncio.wait_for(waiter, WAKE_S) as f:
             assert check_frame(f, FRAME) == key_of(1, 0)
         for i in (1, 2):
-            with await ring.async_get(timeout=DEADLINE_S) as f:
+            with await ring.async_get(timeout=WAKE_S) as f:
                 assert check_frame(f, FRAME) == key_of(1, i)
         assert await asyncio.to_thread(_join, [q]) == [0]
 
@@ -321,7 +329,7 @@ def test_watcher_runs_only_while_coroutines_wait():
     ring = bufmgr.SharedFrameRing(2, FRAME, overflow="block")
 
     async def one():
-        return await ring.async_get(timeout=DEADLINE_S)
+        return await ring.async_get(timeout=WAKE_S)
 
     async def main():
         t = asyncio.ensure_future(one())
@@ -439,4 +447,79 @@ def test_same_process_hops_and_refcounts():
         s = ring.stats()
         assert conserved(s)
     finally:
+        ring.close()
+
+
+# ---- the watcher's first look: snapshot, then check, then sleep ----------------------------
+
+@pytest.mark.parametrize("event", ["frame", "room", "shutdown"])
+def test_watcher_checks_before_its_first_sleep(monkeypatch, event):
+    """The race of a coroutine registering against a watcher starting: the
+    coroutine's second try found nothing, then another handle puts (frees a
+    slot, shuts down) before the watcher's first snapshot of the futex word.
+    The snapshot already contains that bump, so no futex wake-up is coming:
+    the watcher must check availability after its snapshot and before it
+    sleeps, like any futex wait. The test hook makes that order certain,
+    and holds the watcher's first sleep until the coroutine has resumed:
+    a watcher that sleeps first never wakes it (the hook gives up after
+    WAKE_S and the test fails)."""
+    from bufmgr import _shm
+
+    ring = bufmgr.SharedFrameRing(1, 8, overflow="block")
+    other = bufmgr.SharedFrameRing.attach(ring.name)  # its bumps are remote to `ring`
+    if event == "room":
+        ring.put(b"full")
+    resumed = threading.Event()
+    seen = {}
+
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        def hook(where):
+            if where == "start":
+                # the coroutine registered (that started us) and its second try
+                # found nothing: it is suspended once the loop runs a callback
+                parked = threading.Event()
+                loop.call_soon_threadsafe(parked.set)
+                assert parked.wait(WAKE_S)
+                if event == "frame":
+                    other.put(b"frame 0!")
+                elif event == "room":
+                    other.get(timeout=WAKE_S).release()
+                else:
+                    other.shutdown()
+            elif "before_first_sleep" not in seen:
+                seen["before_first_sleep"] = resumed.wait(WAKE_S)
+
+        monkeypatch.setattr(_shm, "_debug_watch_hook", hook)
+        try:
+            if event == "frame":
+                f = await asyncio.wait_for(ring.async_get(), WAKE_S)
+                resumed.set()
+                with f:
+                    assert bytes(f) == b"frame 0!"
+            elif event == "room":
+                await asyncio.wait_for(ring.async_put(b"room"), WAKE_S)
+                resumed.set()
+            else:
+                with pytest.raises(ShutDown):
+                    try:
+                        await asyncio.wait_for(ring.async_get(), WAKE_S)
+                    finally:
+                        resumed.set()
+        finally:
+            monkeypatch.setattr(_shm, "_debug_watch_hook", None)
+
+    try:
+        asyncio.run(main())
+        w = ring._aio_watcher(1 if event == "room" else 0)
+        # it sleeps next, or (nobody waits any more: after a shutdown's
+        # notify_all) parks and exits without sleeping
+        wait_until(lambda: "before_first_sleep" in seen or w.running is None,
+                   "the watcher's first sleep or its exit")
+        assert seen.get("before_first_sleep", True), \
+            "the watcher slept before it checked (lost wake-up)"
+        assert conserved(ring.stats())
+    finally:
+        other.close()
         ring.close()
