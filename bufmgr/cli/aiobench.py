@@ -13,12 +13,21 @@ empty or full):
 * ``coro->thread``  -- a coroutine awaits put, a thread get()s;
 * ``coro->coro``    -- two coroutines of one loop (asyncio.Queue as reference).
 
+* ``process->coro`` -- SharedFrameRing only: another process put()s, a
+  coroutine of this one awaits get (woken through the ring's futex watcher).
+
+SharedFrameRing rows move 8-byte frames (the int, little-endian), each
+released at once; in the same-process scenarios one handle serves both sides.
+
 Latency (``wake``): a thread takes a timestamp and puts it while the
 coroutine waits on an empty queue (the loop idle in its selector); the
 coroutine takes a timestamp when it resumes with the item. p50 / p99 over
 LATENCY_SAMPLES. ``call_soon_threadsafe`` is the floor: the same hop done
 by hand (a thread resolves a future of the waiting coroutine through
 ``loop.call_soon_threadsafe(fut.set_result, t0)``), nothing else.
+``process-wake`` (SharedFrameRing): the same from another process's put
+(perf_counter_ns is the system-wide monotonic clock), samples paced
+LATENCY_IDLE_S apart so that the coroutine waits for each.
 """
 
 from __future__ import annotations
@@ -38,7 +47,8 @@ LATENCY_SAMPLES = (1000, 200)
 LATENCY_IDLE_S = 0.0005  # between samples: the loop is back in its selector
 JOIN_S = 120.0
 
-SCENARIOS = ("thread->coro", "coro->thread", "coro->coro", "wake")
+SCENARIOS = ("thread->coro", "coro->thread", "coro->coro", "wake", "process->coro", "process-wake")
+PROCESS_SCENARIOS = ("process->coro", "process-wake")
 # "wake" also runs "wake-paired": ours and the bare hop interleaved (the target)
 BARE = "call_soon_threadsafe"
 
@@ -98,6 +108,98 @@ class _Aiologic(_Adapter):
         self.async_put, self.async_get = q.async_put, q.async_get
 
 
+class _SharedRing(_Adapter):
+    """SharedFrameRing (Linux): ints travel as 8-byte frames."""
+
+    name = "bufmgr SharedFrameRing"
+
+    def make(self, maxsize: int) -> None:
+        import bufmgr
+
+        self.ring = ring = bufmgr.SharedFrameRing(maxsize, 8, overflow="block")
+        put, get, aput, aget = ring.put, ring.get, ring.async_put, ring.async_get
+
+        def sync_put(x: int) -> None:
+            put(x.to_bytes(8, "little"))
+
+        def sync_get() -> int:
+            with get() as f:
+                return int.from_bytes(f, "little")
+
+        async def async_put(x: int) -> None:
+            await aput(x.to_bytes(8, "little"))
+
+        async def async_get() -> int:
+            with await aget() as f:
+                return int.from_bytes(f, "little")
+
+        self.sync_put, self.sync_get = sync_put, sync_get
+        self.async_put, self.async_get = async_put, async_get
+
+    async def close(self) -> None:
+        self.ring.close()
+
+
+def _shared_ring_available() -> bool:
+    try:
+        from bufmgr import _shm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _proc_produce(name: str, n: int, idle_s: float, ready: Any, go: Any) -> None:
+    """Child process of the process rows: put n ints (or timestamps)."""
+    import bufmgr
+
+    ring = bufmgr.SharedFrameRing.attach(name)
+    try:
+        ready.set()
+        go.wait(JOIN_S)
+        now = time.perf_counter_ns
+        for i in range(n):
+            if idle_s:
+                time.sleep(idle_s)
+                i = now()
+            ring.put(i.to_bytes(8, "little"), timeout=JOIN_S)
+    finally:
+        ring.close()
+
+
+async def _from_process(a: _Adapter, n: int, idle_s: float) -> tuple[float, list[float]]:
+    """A spawned process puts n items into ``a``'s SharedFrameRing; returns
+    (seconds from go to the last item, latencies in µs when idle_s)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    a.make(QUEUE_MAXSIZE)
+    ready, go = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_proc_produce, args=(a.ring.name, n, idle_s, ready, go), daemon=True)
+    p.start()
+    try:
+        get = a.async_get
+        now = time.perf_counter_ns
+        lat = []
+        if not await asyncio.to_thread(ready.wait, JOIN_S):
+            raise RuntimeError("producer process did not start")
+        t0 = time.perf_counter()
+        go.set()
+        for _ in range(n):
+            x = await get()
+            if idle_s:
+                lat.append((now() - x) / 1000.0)
+        dt = time.perf_counter() - t0
+        await asyncio.to_thread(p.join, JOIN_S)
+        if p.exitcode != 0:
+            raise RuntimeError(f"producer process exited with {p.exitcode}")
+    finally:
+        if p.is_alive():
+            p.kill()
+            p.join(5)
+        await a.close()
+    return dt, lat
+
+
 class _AsyncioQueue(_Adapter):
     name = "asyncio.Queue"
 
@@ -131,6 +233,9 @@ def adapters() -> list[_Adapter]:
         pass
     else:
         out.append(_Aiologic())
+    if CQueue is not None and os.environ.get("BUFMGR_NO_EXTENSIONS", "") in ("", "0") \
+            and _shared_ring_available():
+        out.append(_SharedRing())
     out.append(_AsyncioQueue())
     return out
 
@@ -138,6 +243,8 @@ def adapters() -> list[_Adapter]:
 def applicable(adapter: _Adapter, scenario: str) -> bool:
     if isinstance(adapter, _AsyncioQueue):
         return scenario == "coro->coro"
+    if scenario in PROCESS_SCENARIOS:
+        return isinstance(adapter, _SharedRing)
     return True
 
 
@@ -356,6 +463,19 @@ def run_row(a: _Adapter | None, scenario: str, quick: bool = False) -> AioResult
             r.items = len(lat)
             r.p50_us, r.p99_us = _percentiles(lat)
             return r
+        if scenario == "process-wake":
+            assert a is not None
+            _, lat = _run(lambda: _from_process(a, LATENCY_SAMPLES[quick],
+                                                max(LATENCY_IDLE_S, 0.0005)))
+            r.items = len(lat)
+            r.p50_us, r.p99_us = _percentiles(lat)
+            return r
+        if scenario == "process->coro":
+            assert a is not None
+            n = ITEMS[quick]
+            best = min(_run(lambda: _from_process(a, n, 0.0))[0] for _ in range(REPEATS[quick]))
+            r.items, r.seconds, r.items_per_s = n, best, n / best
+            return r
         fn = {"thread->coro": _thread_to_coro, "coro->thread": _coro_to_thread,
               "coro->coro": _coro_to_coro}[scenario]
         n = ITEMS[quick]
@@ -446,7 +566,7 @@ def format_table(rows: list[AioResult]) -> str:
     for r in rows:
         if r.error:
             table.append((r.scenario, r.implementation, "error", r.error[:40], "", ""))
-        elif r.scenario.startswith("wake"):
+        elif r.p50_us is not None:
             table.append((r.scenario, r.implementation, "", "", f"{r.p50_us:.1f} us",
                           f"{r.p99_us:.1f} us"))
         else:
