@@ -25,6 +25,11 @@
  * 6 wakeups     shutdown wakes waiters blocked in other processes; a
  *               producer blocked on a full ring gets the slots of a consumer
  *               killed while holding them.
+ * 7 watch       the asyncio watcher protocol (bm_shm_watch, bm_shm_nudge) in
+ *               another process: woken by puts (200 rounds, 1-3 frames at a
+ *               random moment around its sleep; every frame seen within
+ *               10 s, every bump counted as remote), by nudges (a chain
+ *               wake: woken, delta 0) and by shutdown.
  * Exit status 0 and the line "shm_stress: all scenarios passed" on success.
  */
 #define _GNU_SOURCE
@@ -629,6 +634,126 @@ static void scenario_wakeups(void) {
     printf("  wakeups: shutdown woke a waiter in another process; a dead consumer's 3 slots rescued a blocked producer\n");
 }
 
+/* ---- 7: the asyncio watcher (bm_shm_watch / bm_shm_nudge) ------------------------------ */
+
+/* What _Watcher._run in bufmgr/_shm.pyx does, in a forked child with its
+ * own handle: prime, look before the first sleep, then per report take
+ * every queued frame (as the coroutines it notifies would) and sleep on
+ * the word again. The parent puts from its handle (remote bumps for the
+ * watcher), nudges it, and finally shuts the ring down. */
+typedef struct {
+    atomic_ulong frames, reports, woken, chain, remote, own;
+    atomic_int shut, bad;
+} watch_tally;
+
+static void child_watcher(const char *name, watch_tally *t) {
+    bm_shm c;
+    attach_seg(&c, name);
+    bm_shm_watch_state w;
+    memset(&w, 0, sizeof w);
+    CHECK(bm_shm_watch(&c, 1, &w, 0) == BM_OK, "prime"); /* primes: never sleeps */
+    for (;;) {
+        if (w.shutdown) {
+            atomic_store(&t->shut, 1);
+            break;
+        }
+        for (;;) { /* "notify": the woken take what is there */
+            uint32_t s;
+            uint64_t need;
+            if (bm_shm_take(&c, BM_NOWAIT, NULL, UINT64_MAX, 0, &s, &need) != BM_OK) break;
+            CHECK(bm_shm_release(&c, s) == BM_OK, "release");
+            atomic_fetch_add(&t->frames, 1);
+        }
+        CHECK(bm_shm_watch(&c, 1, &w, MS(50)) == BM_OK, "watch");
+        atomic_fetch_add(&t->reports, 1);
+        if (w.woken) atomic_fetch_add(&t->woken, 1);
+        if (w.woken && w.delta == 0) atomic_fetch_add(&t->chain, 1);
+        atomic_fetch_add(&t->remote, w.remote);
+        atomic_fetch_add(&t->own, w.delta - w.remote);
+        if (w.remote > w.delta) atomic_store(&t->bad, 1);
+    }
+    bm_shm_detach(&c, NULL);
+    _exit(0);
+}
+
+/* until the watcher is counted as a sleeper of the word (bounded) */
+static void until_watcher_sleeps(bm_shm *r, const char *when, int round) {
+    int64_t deadline = bm_now_ns() + MS(10000);
+    while (stats_of(r).getters_waiting == 0) {
+        CHECK(bm_now_ns() < deadline, "%s round %d: the watcher never went back to sleep", when, round);
+        sleep_ns(20000);
+    }
+}
+
+static void until_count(atomic_ulong *v, unsigned long want, const char *what, int round) {
+    int64_t deadline = bm_now_ns() + MS(10000);
+    while (atomic_load(v) < want) {
+        CHECK(bm_now_ns() < deadline, "round %d: %s: %lu of %lu within 10 s (a lost wake-up)", round, what,
+              atomic_load(v), want);
+        sleep_ns(20000);
+    }
+}
+
+static void scenario_watch(void) {
+    size_t fb = 64;
+    bm_shm r;
+    const char *name = new_name();
+    create_seg(&r, name, 4, fb, BM_POLICY_BLOCK);
+    watch_tally *t = (watch_tally *)tally_new(sizeof(watch_tally));
+    memset(t, 0, sizeof *t);
+    pid_t wp = fork_child();
+    if (wp == 0) child_watcher(name, t);
+    uint32_t rng = 0x5eed7u;
+    int rounds = (int)scaled(200);
+    unsigned long put = 0;
+    /* put wakes: 1-3 frames per round, at a random moment around the watcher's
+     * futex sleep (before it, inside it) */
+    for (int i = 0; i < rounds; i++) {
+        until_watcher_sleeps(&r, "put", i);
+        sleep_ns((int64_t)(xorshift(&rng) % 300) * 1000);
+        unsigned k = 1 + xorshift(&rng) % 3;
+        for (unsigned j = 0; j < k; j++)
+            CHECK(put_one(&r, frame_key(0, put + j), fb, bm_now_ns() + MS(10000)) == 1, "put");
+        put += k;
+        until_count(&t->frames, put, "frames seen by the watcher", i);
+    }
+    CHECK(atomic_load(&t->remote) == put, "remote bumps %lu, commits %lu", atomic_load(&t->remote), put);
+    CHECK(atomic_load(&t->own) == 0, "own bumps %lu in a handle that committed nothing",
+          atomic_load(&t->own));
+    /* nudge wakes: a FUTEX_WAKE with no bump is a chain wake (woken, delta 0).
+     * Sent only while the watcher is counted; if it is not in FUTEX_WAIT yet
+     * the nudge finds nobody (allowed: a real nudge follows a bump, which
+     * makes such a sleeper return at once), so it is repeated */
+    int nudges = (int)scaled(50);
+    for (int i = 0; i < nudges; i++) {
+        unsigned long before = atomic_load(&t->chain);
+        int64_t deadline = bm_now_ns() + MS(10000);
+        while (atomic_load(&t->chain) == before) {
+            CHECK(bm_now_ns() < deadline, "nudge round %d: the watcher was never woken", i);
+            until_watcher_sleeps(&r, "nudge", i);
+            bm_shm_nudge(&r, 1);
+            sleep_ns(MS(2));
+        }
+    }
+    /* shutdown wakes it for good */
+    until_watcher_sleeps(&r, "shutdown", 0);
+    bm_shm_lock(&r);
+    bm_shm_shutdown_locked(&r, 0);
+    bm_shm_unlock(&r);
+    int status = wait_child(wp);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "watcher status %d", status);
+    CHECK(atomic_load(&t->shut) == 1 && atomic_load(&t->bad) == 0, "shutdown not seen / remote > delta");
+    bm_shm_stats s = stats_of(&r);
+    CHECK(s.gets == put && s.size == 0 && s.getters_waiting == 0, "gets %llu of %lu",
+          (unsigned long long)s.gets, put);
+    check_seg(&r, "after watch");
+    printf("  watch: %d put rounds (%lu frames, %lu reports, %lu futex wake-ups), %d nudges, shutdown: "
+           "all seen by a watcher in another process\n",
+           rounds, put, atomic_load(&t->reports), atomic_load(&t->woken), nudges);
+    munmap(t, sizeof(shared_tally) + sizeof(watch_tally));
+    destroy_seg(&r, name);
+}
+
 static void check_no_leftovers(void) {
     DIR *d = opendir("/dev/shm");
     if (!d) return;
@@ -656,6 +781,8 @@ int main(void) {
     scenario_validate();
     begin("wakeups", 60);
     scenario_wakeups();
+    begin("watch", 120);
+    scenario_watch();
     /* threads last: forked children would inherit the threads' TLS blocks
      * (valgrind reports them as possibly lost in every child) */
     for (int i = 0; i < 3; i++) {
