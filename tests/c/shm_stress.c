@@ -646,7 +646,7 @@ typedef struct {
     atomic_int shut, bad;
 } watch_tally;
 
-static void child_watcher(const char *name, watch_tally *t) {
+static void child_watcher(const char *name, watch_tally *t, pid_t parent) {
     bm_shm c;
     attach_seg(&c, name);
     bm_shm_watch_state w;
@@ -657,6 +657,7 @@ static void child_watcher(const char *name, watch_tally *t) {
             atomic_store(&t->shut, 1);
             break;
         }
+        if (getppid() != parent) _exit(3); /* the parent failed a check: do not linger */
         for (;;) { /* "notify": the woken take what is there */
             uint32_t s;
             uint64_t need;
@@ -701,8 +702,8 @@ static void scenario_watch(void) {
     create_seg(&r, name, 4, fb, BM_POLICY_BLOCK);
     watch_tally *t = (watch_tally *)tally_new(sizeof(watch_tally));
     memset(t, 0, sizeof *t);
-    pid_t wp = fork_child();
-    if (wp == 0) child_watcher(name, t);
+    pid_t me = getpid(), wp = fork_child();
+    if (wp == 0) child_watcher(name, t, me);
     uint32_t rng = 0x5eed7u;
     int rounds = (int)scaled(200);
     unsigned long put = 0;
