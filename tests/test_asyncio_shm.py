@@ -318,9 +318,13 @@ def test_producer_killed_holding_the_lock_while_a_coroutine_waits():
 
     try:
         asyncio.run(main())
+        ring.reclaim()  # reaps the dead producer now if no recovery or wait slice did yet
         s = ring.stats()
         assert conserved(s)
         assert s["gets"] == 4
+        # it died attached (inside its hold): had the hold run out first, it
+        # would have detached cleanly and this would be 0
+        assert s["dead_participants"] == 1
     finally:
         ring.close()
 
