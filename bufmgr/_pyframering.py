@@ -69,6 +69,7 @@ from time import monotonic_ns as _monotonic_ns
 from typing import Any
 
 from . import _aio
+from ._aiopure import PureAsyncMethods
 from . import _framering_common as _common
 from ._errors import (
     WAIT_SLICE_S,
@@ -302,7 +303,7 @@ def _new_frame() -> Frame:
     return frame
 
 
-class FrameRing:
+class FrameRing(PureAsyncMethods):
     """A preallocated pool of ``slots`` frames of up to ``frame_bytes`` bytes each.
 
     ``put`` copies a buffer into a free slot and returns its sequence number
@@ -1069,47 +1070,12 @@ class FrameRing:
         """True once shutdown() was called."""
         return self._shutdown != _RUNNING
 
-    # ---- asyncio (bufmgr/_aio.py) -------------------------------------------------------
-
-    def async_get(self, timeout: float | None = None) -> Any:
-        """Coroutine: get() without blocking the event loop (Empty on timeout)."""
-        return _aio.get(self, timeout)
-
-    def async_get_latest(self, timeout: float | None = None) -> Any:
-        """Coroutine: get_latest() without blocking the event loop (Empty on timeout)."""
-        return _aio.get_latest(self, timeout)
-
-    def async_get_many(self, max_items: int, timeout: float | None = None) -> Any:
-        """Coroutine: get_many() without blocking the event loop (Empty on timeout)."""
-        return _aio.get_many(self, max_items, timeout)
+    # ---- asyncio (bufmgr/_aio.py; async_get*/__aiter__: _aiopure.PureAsyncMethods) -----
 
     def async_put(self, buffer: Any, timeout: float | None = None) -> Any:
         """Coroutine: put() without blocking the event loop (Full on timeout);
         returns what put() returns. Only the "block" policy ever waits."""
         return _aio.put(self, buffer, timeout)
-
-    def __aiter__(self) -> Any:
-        """``async for frame in ring``: async_get() until shut down and drained."""
-        return _aio.AsyncIterator(self)
-
-    def _aio_waiters(self) -> _aio.BufferWaiters:
-        w = self._aio
-        if w is None:
-            with _aio.CREATE_LOCK:
-                w = self._aio
-                if w is None:
-                    w = self._aio = _aio.BufferWaiters(self)
-        return w
-
-    def _aio_state(self) -> tuple[bool, bool]:
-        """For tests: (a coroutine waits for an item, one waits for room)."""
-        return bool(self._aio_getters), bool(self._aio_putters)
-
-    def _aio_set_active(self, kind: int, active: bool) -> None:
-        if kind == _aio.GETTERS:
-            self._aio_getters = active
-        else:
-            self._aio_putters = active
 
     def __repr__(self) -> str:
         self._refuse_reentry()

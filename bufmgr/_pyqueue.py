@@ -44,6 +44,7 @@ from time import monotonic as _monotonic
 from typing import Any, Iterable
 
 from . import _aio
+from ._aiopure import PureAsyncMethods
 from ._errors import (
     TASK_DONE_TOO_MANY,
     WAIT_SLICE_S,
@@ -76,7 +77,7 @@ def _deadline(block: bool, timeout: object) -> float | None:
     return None if seconds is None else _monotonic() + seconds
 
 
-class FrameQueue:
+class FrameQueue(PureAsyncMethods):
     """A thread-safe FIFO with an overflow policy, drop counters and shutdown.
 
     ``maxsize <= 0`` means unbounded. ``overflow`` is ``"block"`` (put waits
@@ -549,47 +550,12 @@ class FrameQueue:
         """True once shutdown() was called."""
         return self._shutdown != _RUNNING
 
-    # ---- asyncio (bufmgr/_aio.py) ---------------------------------------------
-
-    def async_get(self, timeout: float | None = None) -> Any:
-        """Coroutine: get() without blocking the event loop (Empty on timeout)."""
-        return _aio.get(self, timeout)
-
-    def async_get_many(self, max_items: int, timeout: float | None = None) -> Any:
-        """Coroutine: get_many() without blocking the event loop."""
-        return _aio.get_many(self, max_items, timeout)
-
-    def async_get_latest(self, timeout: float | None = None) -> Any:
-        """Coroutine: get_latest() without blocking the event loop."""
-        return _aio.get_latest(self, timeout)
+    # ---- asyncio (bufmgr/_aio.py; async_get*/__aiter__: _aiopure.PureAsyncMethods) ----
 
     def async_put(self, item: Any, timeout: float | None = None) -> Any:
         """Coroutine: put() without blocking the event loop (Full on timeout);
         returns what put() returns."""
         return _aio.put(self, item, timeout)
-
-    def __aiter__(self) -> Any:
-        """``async for item in q``: async_get() until shut down and drained."""
-        return _aio.AsyncIterator(self)
-
-    def _aio_waiters(self) -> _aio.BufferWaiters:
-        w = self._aio
-        if w is None:
-            with _aio.CREATE_LOCK:
-                w = self._aio
-                if w is None:
-                    w = self._aio = _aio.BufferWaiters(self)
-        return w
-
-    def _aio_state(self) -> tuple[bool, bool]:
-        """For tests: (a coroutine waits for an item, one waits for room)."""
-        return bool(self._aio_getters), bool(self._aio_putters)
-
-    def _aio_set_active(self, kind: int, active: bool) -> None:
-        if kind == _aio.GETTERS:
-            self._aio_getters = active
-        else:
-            self._aio_putters = active
 
     def __repr__(self) -> str:
         self._refuse_reentry()
