@@ -784,24 +784,7 @@ class FrameRing(PureAsyncMethods):
                 if self._pending:
                     self._flush_pending()
                 self._await_queued(block, deadline)
-                queued = self._queued
-                slot = queued[0]
-                # stores only (module docstring): once bound, frame.__del__ frees the slot
-                self._state[slot] = _HELD
-                self._held += 1
-                self._gets += 1
-                frame._seq = self._seqs[slot]
-                frame._timestamp_ns = self._stamps[slot]
-                frame._nbytes = self._nbytes[slot]
-                ordinal = self._ordinals[slot]
-                frame._gap = ordinal - self._next_delivery
-                self._next_delivery = ordinal + 1
-                frame._metadata = self._metas[slot]  # the slot's reference moves to the frame
-                self._metas[slot] = None
-                self._holders[slot] = holder
-                frame._slot = slot
-                frame._ring = self
-                del queued[0]
+                self._hand_out_oldest(frame, holder)
         finally:
             if self._aio_room:
                 self._aio_wake_room()
@@ -809,6 +792,29 @@ class FrameRing(PureAsyncMethods):
             frame._shape = self._full_shape
             frame._typed = self._dtype is not None
         return frame
+
+    def _hand_out_oldest(self, frame: Frame, holder: Any) -> None:
+        """Lock held, a frame queued: the oldest queued slot becomes held by
+        ``frame`` (get, get_latest). Stores only, so an asynchronous exception
+        (module docstring) comes before this call (nothing done) or after
+        it (the frame is bound: its __del__ frees the slot), never half-way."""
+        queued = self._queued
+        slot = queued[0]
+        self._state[slot] = _HELD
+        self._held += 1
+        self._gets += 1
+        frame._seq = self._seqs[slot]
+        frame._timestamp_ns = self._stamps[slot]
+        frame._nbytes = self._nbytes[slot]
+        ordinal = self._ordinals[slot]
+        frame._gap = ordinal - self._next_delivery
+        self._next_delivery = ordinal + 1
+        frame._metadata = self._metas[slot]  # the slot's reference moves to the frame
+        self._metas[slot] = None
+        self._holders[slot] = holder
+        frame._slot = slot
+        frame._ring = self
+        del queued[0]
 
     def get_latest(self, block: bool = True, timeout: float | None = None) -> Frame:
         """Remove the NEWEST frame and return it as a held Frame; every older
@@ -840,23 +846,7 @@ class FrameRing(PureAsyncMethods):
                     free.append(slot)
                     if self._putters_waiting:
                         self._not_full.notify()
-                slot = queued[0]
-                # as get(): stores only
-                state[slot] = _HELD
-                self._held += 1
-                self._gets += 1
-                frame._seq = self._seqs[slot]
-                frame._timestamp_ns = self._stamps[slot]
-                frame._nbytes = self._nbytes[slot]
-                ordinal = self._ordinals[slot]
-                frame._gap = ordinal - self._next_delivery
-                self._next_delivery = ordinal + 1
-                frame._metadata = metas[slot]
-                metas[slot] = None
-                self._holders[slot] = holder
-                frame._slot = slot
-                frame._ring = self
-                del queued[0]
+                self._hand_out_oldest(frame, holder)
         finally:
             if self._aio_room:
                 self._aio_wake_room()
