@@ -38,9 +38,10 @@ Locking (the FrameQueue twin's rules, adapted):
 * Asynchronous exceptions (KeyboardInterrupt from a signal handler, issue
   11.3) can be raised at any eval-breaker check: after a call returns, at
   the start of a Python function, on a backward jump. So every critical
-  section is ``with self._mutex:`` (the RLock's C-level __enter__/__exit__
-  leave no such check between taking the lock and the block that releases
-  it), and every slot transition is a run of stores with no call in between
+  section takes the lock inside a try whose finally releases it first
+  thing (the pattern and why not ``with``: bufmgr/_pyqueue.py's docstring),
+  no loop is written directly in one (helper methods hold them), and every
+  slot transition is a run of stores with no call in between
   (or with its one call last), so an interrupt sees each slot either before
   or after a transition, never half-way. A slot a call owns (writing, or
   held by get_into) is recorded in that call's ``box`` the moment it is
@@ -53,7 +54,7 @@ timestamp, a reference to its ``metadata`` object and its put ordinal (the
 frame's ``gap`` is its ordinal minus the previous delivery's + 1). The
 metadata reference is moved, never dropped, under the lock: to the Frame
 (get), into the call's ``box`` (get_into, an evicting put) or into a list
-the caller keeps until after its ``with`` block (clear, shutdown,
+the caller keeps until after its critical section (clear, shutdown,
 get_latest), so a finalizer it triggers runs with the lock released.
 """
 
@@ -392,7 +393,7 @@ class FrameRing(PureAsyncMethods):
     # ---- locking -------------------------------------------------------------------
 
     def _refuse_reentry(self) -> None:
-        """Before ``with self._mutex:``: RuntimeError if this thread is inside
+        """Before a critical section: RuntimeError if this thread is inside
         one of this ring's critical sections (a finalizer run there called
         back in). Only this thread changes whether it owns the lock."""
         if self._mutex._is_owned() and _get_ident() not in self._waiting:
@@ -432,9 +433,15 @@ class FrameRing(PureAsyncMethods):
     def _aio_wake_room(self) -> None:
         """Lock NOT held: wake as many coroutines waiting for a free slot as
         slots were freed for them (called when ``_aio_room`` is set)."""
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             room = self._aio_room
             self._aio_room = 0
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if room:
             self._aio.putters.notify(room)
 
@@ -459,11 +466,10 @@ class FrameRing(PureAsyncMethods):
         finally:
             # threading.Condition.wait has one window between releasing the
             # lock and its own try block: an interrupt there leaves the lock
-            # released. Take it back first, so the with block ends as it
-            # began. (Only a second interrupt within the next few bytecodes,
-            # before the acquire, still escapes: the with block's exit then
-            # raises RuntimeError("cannot release un-acquired lock") with the
-            # lock free and the state consistent.)
+            # released. Take it back first, so the critical section ends as
+            # it began. (Only a second interrupt within the next few
+            # bytecodes, before the acquire, still escapes: the section's
+            # finally then finds the lock free, and the state is consistent.)
             if not mutex._is_owned():
                 mutex.acquire()
             if me in waiting:
@@ -477,7 +483,7 @@ class FrameRing(PureAsyncMethods):
     def _drop_queued(self, dead: list[Any]) -> int:
         """queued -> free for every queued frame, each counted as cleared
         as it goes; return how many. Their metadata objects go into ``dead``,
-        which the caller keeps until it has left its ``with`` block."""
+        which the caller keeps until it has left its critical section."""
         queued = self._queued
         state, free, metas = self._state, self._free, self._metas
         if self._has_meta:  # before any store: an interrupt here changes nothing
@@ -569,7 +575,8 @@ class FrameRing(PureAsyncMethods):
 
     # ---- Frame support (called by Frame, lock NOT held) -------------------------------
 
-    # Each is ``with self._mutex:``; ``reentrant`` (this thread owned the lock
+    # Each is a critical section (acquire inside try, as everywhere here; a
+    # re-entrant acquire never waits, so it cannot be interrupted); ``reentrant`` (this thread owned the lock
     # already: a finalizer run inside one of its critical sections) is read
     # first, and then slots it frees are parked in ``_pending``.
 
@@ -580,7 +587,8 @@ class FrameRing(PureAsyncMethods):
         Pair with _close_view."""
         mutex = self._mutex
         reentrant = mutex._is_owned()
-        with mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            mutex.acquire()
             if not reentrant and self._pending:
                 self._flush_pending()
             slot = frame._slot
@@ -600,36 +608,59 @@ class FrameRing(PureAsyncMethods):
                 view = typed
             frame._exports += 1
             return view
+        finally:
+            try:
+                mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
 
     def _close_view(self, frame: Frame, view: memoryview) -> None:
         """Release a view made by _open_view (under the lock), one export fewer."""
         mutex = self._mutex
         reentrant = mutex._is_owned()
-        with mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            mutex.acquire()
             try:
                 view.release()
             finally:
                 frame._exports -= 1
                 self._maybe_free(frame, reentrant)
+        finally:
+            try:
+                mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if self._aio_room and not reentrant:
             self._aio_wake_room()
 
     def _pin(self, frame: Frame) -> None:
         """__array_interface__ handed out a raw address: keep the slot until GC."""
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             if frame._released or frame._slot < 0:
                 raise _common.frame_released()
             frame._pinned = True
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
 
     def _release_frame(self, frame: Frame, dying: bool = False) -> None:
         mutex = self._mutex
         reentrant = mutex._is_owned()
-        with mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            mutex.acquire()
             frame._released = True
             if dying:  # nothing can reference a dying frame: no export, no array
                 frame._exports = 0
                 frame._pinned = False
             self._maybe_free(frame, reentrant)
+        finally:
+            try:
+                mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if self._aio_room and not reentrant:
             self._aio_wake_room()
 
@@ -683,10 +714,16 @@ class FrameRing(PureAsyncMethods):
             deadline = _deadline(block, timeout)
             stamp = -1 if timestamp_ns is None else _common.check_timestamp(timestamp_ns)
             self._refuse_reentry()
-            with self._mutex:
+            try:  # acquire inside try, not `with` (module docstring)
+                self._mutex.acquire()
                 if self._pending:
                     self._flush_pending()
                 self._reserve(block, deadline, box)
+            finally:
+                try:
+                    self._mutex.release()
+                except RuntimeError:  # acquire() was interrupted before it took the lock
+                    pass
             slot = box[0]
             if slot < 0:
                 return None
@@ -695,7 +732,8 @@ class FrameRing(PureAsyncMethods):
                 self._views[slot][:nbytes] = src
             if stamp < 0:
                 stamp = _monotonic_ns()
-            with self._mutex:
+            try:  # acquire inside try, not `with` (module docstring)
+                self._mutex.acquire()
                 if self._shutdown:
                     raise ShutDown  # the slot is freed below
                 queued = self._queued
@@ -718,6 +756,11 @@ class FrameRing(PureAsyncMethods):
                 queued.append(slot)
                 if self._getters_waiting:
                     self._not_empty.notify()
+            finally:
+                try:
+                    self._mutex.release()
+                except RuntimeError:  # acquire() was interrupted before it took the lock
+                    pass
             if self._aio_getters:  # a coroutine waits for a frame: lock released
                 self._aio.getters.notify(1)
             return seq
@@ -780,11 +823,17 @@ class FrameRing(PureAsyncMethods):
         holder = weakref.ref(frame._token)  # (a call: not inside the transition)
         self._refuse_reentry()
         try:
-            with self._mutex:
+            try:  # acquire inside try, not `with` (module docstring)
+                self._mutex.acquire()
                 if self._pending:
                     self._flush_pending()
                 self._await_queued(block, deadline)
                 self._hand_out_oldest(frame, holder)
+            finally:
+                try:
+                    self._mutex.release()
+                except RuntimeError:  # acquire() was interrupted before it took the lock
+                    pass
         finally:
             if self._aio_room:
                 self._aio_wake_room()
@@ -816,6 +865,25 @@ class FrameRing(PureAsyncMethods):
         frame._ring = self
         del queued[0]
 
+    def _drop_all_but_newest(self) -> None:
+        """get_latest's drops (lock held). A helper, not a loop in
+        get_latest's critical section: there, an interrupt on the loop's back
+        edge can skip the section's cleanup and leave the lock held (CPython
+        3.12-3.14, gh-130279; tests/test_async_interrupts.py checks the
+        bytecode)."""
+        queued, state, free, metas = self._queued, self._state, self._free, self._metas
+        while len(queued) > 1:  # each pass one whole transition, the call last
+            slot = queued[0]
+            del queued[0]
+            state[slot] = _FREE
+            metas[slot] = None
+            self._dropped += 1
+            if self._aio_putters:
+                self._aio_room += 1
+            free.append(slot)
+            if self._putters_waiting:
+                self._not_full.notify()
+
     def get_latest(self, block: bool = True, timeout: float | None = None) -> Frame:
         """Remove the NEWEST frame and return it as a held Frame; every older
         queued frame is dropped (counted in ``dropped``, and in the frame's
@@ -827,26 +895,20 @@ class FrameRing(PureAsyncMethods):
         dead: list[Any] = []  # metadata of the dropped frames: released after unlocking
         self._refuse_reentry()
         try:
-            with self._mutex:
+            try:  # acquire inside try, not `with` (module docstring)
+                self._mutex.acquire()
                 if self._pending:
                     self._flush_pending()
                 self._await_queued(block, deadline)
-                queued = self._queued
-                state, free, metas = self._state, self._free, self._metas
                 if self._has_meta:  # before any store
-                    dead.extend([metas[s] for s in queued])
-                while len(queued) > 1:  # each pass one whole transition, the call last
-                    slot = queued[0]
-                    del queued[0]
-                    state[slot] = _FREE
-                    metas[slot] = None
-                    self._dropped += 1
-                    if self._aio_putters:
-                        self._aio_room += 1
-                    free.append(slot)
-                    if self._putters_waiting:
-                        self._not_full.notify()
+                    dead.extend([self._metas[s] for s in self._queued])
+                self._drop_all_but_newest()
                 self._hand_out_oldest(frame, holder)
+            finally:
+                try:
+                    self._mutex.release()
+                except RuntimeError:  # acquire() was interrupted before it took the lock
+                    pass
         finally:
             if self._aio_room:
                 self._aio_wake_room()
@@ -890,7 +952,8 @@ class FrameRing(PureAsyncMethods):
             size = dst.nbytes
             deadline = _deadline(block, timeout)
             self._refuse_reentry()
-            with self._mutex:
+            try:  # acquire inside try, not `with` (module docstring)
+                self._mutex.acquire()
                 if self._pending:
                     self._flush_pending()
                 self._await_queued(block, deadline)
@@ -910,6 +973,11 @@ class FrameRing(PureAsyncMethods):
                 self._held += 1
                 self._gets += 1
                 del queued[0]
+            finally:
+                try:
+                    self._mutex.release()
+                except RuntimeError:  # acquire() was interrupted before it took the lock
+                    pass
             if nbytes:
                 view = self._views[slot]  # lock not held: the slot is ours
                 if nbytes == len(view):
@@ -920,7 +988,8 @@ class FrameRing(PureAsyncMethods):
                         dst[:nbytes] = part
                     finally:
                         part.release()
-            with self._mutex:
+            try:  # acquire inside try, not `with` (module docstring)
+                self._mutex.acquire()
                 # _free_held inlined: no call before the stores (module docstring)
                 self._state[slot] = _FREE
                 self._held -= 1
@@ -930,6 +999,11 @@ class FrameRing(PureAsyncMethods):
                     self._not_full.notify()
                 if self._aio_putters:
                     self._aio_room += 1
+            finally:
+                try:
+                    self._mutex.release()
+                except RuntimeError:  # acquire() was interrupted before it took the lock
+                    pass
             return nbytes, seq
         except BaseException:
             slot = box[0]
@@ -957,12 +1031,18 @@ class FrameRing(PureAsyncMethods):
     def full(self) -> bool:
         """Return True if no slot is free."""
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             if self._pending:
                 self._flush_pending()
             if not self._free and self._held:
                 self._reclaim_lost()
             full = not self._free
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if self._aio_room:
             self._aio_wake_room()
         return full
@@ -972,10 +1052,16 @@ class FrameRing(PureAsyncMethods):
         Held frames stay valid."""
         dead: list[Any] = []  # the frames' metadata: released after unlocking
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             if self._pending:
                 self._flush_pending()
             n = self._drop_queued(dead)
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if self._aio_room:
             self._aio_wake_room()
         return n
@@ -987,7 +1073,8 @@ class FrameRing(PureAsyncMethods):
         immediate = bool(immediate)
         dead: list[Any] = []  # the cleared frames' metadata: released after unlocking
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             if self._pending:
                 self._flush_pending()
             mode = _SHUT_IMMEDIATE if immediate else _SHUT_GRACEFUL
@@ -998,6 +1085,11 @@ class FrameRing(PureAsyncMethods):
             self._not_empty.notify_all()
             self._not_full.notify_all()
             self._aio_room = 0  # every coroutine is woken below
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if self._aio_getters:  # wake every coroutine in every loop
             self._aio.getters.notify_all()
         if self._aio_putters:
@@ -1006,7 +1098,8 @@ class FrameRing(PureAsyncMethods):
     def stats(self) -> dict[str, int]:
         """Return a consistent snapshot of the counters (see STATS_KEYS)."""
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             if self._pending:
                 self._flush_pending()
             if self._held:
@@ -1024,6 +1117,11 @@ class FrameRing(PureAsyncMethods):
                 "slots": self._slots,
                 "frame_bytes": self._frame_bytes,
             }
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if self._aio_room:
             self._aio_wake_room()
         return snapshot
@@ -1069,10 +1167,16 @@ class FrameRing(PureAsyncMethods):
 
     def __repr__(self) -> str:
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             if self._pending:
                 self._flush_pending()
             size, held, dropped, shut = len(self._queued), self._held, self._dropped, self._shutdown
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         return _common.ring_repr(
             self._slots, self._frame_bytes, self._overflow, size, held, dropped, bool(shut)
         )
