@@ -20,14 +20,16 @@ HEADERS = ["include/bufmgr/ring.h", "include/bufmgr/pool.h", "include/bufmgr/pla
 # besides HEADERS). Adding an extension is adding a line here.
 EXTENSIONS = [
     ("bufmgr._ring", ["bufmgr/_ring.pyx"],
-     ["bufmgr/_cring.pxd", "bufmgr/_cpool.pxd", "bufmgr/_framering.pxi", "bufmgr/_compat.pxi"]),
+     ["bufmgr/_cring.pxd", "bufmgr/_cpool.pxd", "bufmgr/_framering.pxi", "bufmgr/_compat.pxi",
+      "bufmgr/_deadline.pxi"]),
     # BufferManager's hot paths: bufmgr/_mgrcore.py compiled in Cython's pure-Python
     # mode (declarations in bufmgr/_mgrcore.pxd); the same file is the pure fallback.
     ("bufmgr._mgrcore", ["bufmgr/_mgrcore.py"], ["bufmgr/_mgrcore.pxd"]),
 ]
 if sys.platform.startswith("linux"):
     # SharedFrameRing: robust process-shared mutexes + futexes (Linux only)
-    EXTENSIONS.append(("bufmgr._shm", ["bufmgr/_shm.pyx"], ["include/bufmgr/shmring.h", "bufmgr/_cshm.pxd"]))
+    EXTENSIONS.append(("bufmgr._shm", ["bufmgr/_shm.pyx"], ["include/bufmgr/shmring.h", "bufmgr/_cshm.pxd",
+                                                           "bufmgr/_deadline.pxi"]))
 # Libraries an extension links besides libc: shm_open lives in librt before glibc 2.34.
 LIBRARIES = {"bufmgr._shm": ["rt"]}
 

@@ -87,8 +87,14 @@ class QueueLock:
         self._owner = _get_ident()
         q = self._q
         q._refuse_reentry()
-        with q._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            q._mutex.acquire()
             self._seen = (_events(q, ITEMS), _events(q, ROOM), _events(q, ALL_DONE))
+        finally:
+            try:
+                q._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         return True
 
     def release(self) -> None:
@@ -163,8 +169,14 @@ class QueueCondition:
         q, kind = lock._q, self._kind
         seen = lock._seen[kind]
         q._refuse_reentry()
-        with q._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            q._mutex.acquire()
             kick_seen = self._kicks
+        finally:
+            try:
+                q._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         lock.release()
         try:
             return self._watch(q, kind, seen, kick_seen, deadline)
@@ -174,19 +186,10 @@ class QueueCondition:
     def _watch(self, q: Any, kind: int, seen: int, kick_seen: int, deadline: float | None) -> bool:
         inner = self._inner(q)
         q._refuse_reentry()
-        with q._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            q._mutex.acquire()
             try:
-                while _events(q, kind) == seen and self._kicks == kick_seen:
-                    if deadline is not None and _monotonic() >= deadline:
-                        return False
-                    self._count(q, 1)
-                    try:
-                        ok = q._wait_slice(inner, deadline)
-                    finally:
-                        self._count(q, -1)
-                    if not ok:
-                        return False
-                return True
+                return self._sleep_until_event(q, inner, kind, seen, kick_seen, deadline)
             finally:
                 # We may have taken a notify meant for a real getter/putter: pass one on.
                 if kind == ITEMS and q._queue and q._getters_waiting:
@@ -195,6 +198,30 @@ class QueueCondition:
                     q._maxsize and len(q._queue) >= q._maxsize
                 ):
                     q._not_full.notify()
+        finally:
+            try:
+                q._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
+
+    def _sleep_until_event(
+        self, q: Any, inner: threading.Condition, kind: int, seen: int, kick_seen: int,
+        deadline: float | None,
+    ) -> bool:
+        """_watch's loop (the queue's lock held): a helper, as no loop is
+        written directly in a critical section (bufmgr/_pyqueue.py's
+        docstring)."""
+        while _events(q, kind) == seen and self._kicks == kick_seen:
+            if deadline is not None and _monotonic() >= deadline:
+                return False
+            self._count(q, 1)
+            try:
+                ok = q._wait_slice(inner, deadline)
+            finally:
+                self._count(q, -1)
+            if not ok:
+                return False
+        return True
 
     def _count(self, q: Any, d: int) -> None:
         if self._kind == ITEMS:
@@ -231,9 +258,15 @@ class QueueCondition:
             return
         q = self._lock._q
         q._refuse_reentry()
-        with q._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            q._mutex.acquire()
             self._kicks += 1
             self._inner(q).notify_all()
+        finally:
+            try:
+                q._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
 
     def notify_all(self) -> None:
         self.notify(1)
@@ -260,8 +293,14 @@ class QueueView:
     def _snapshot(self) -> list[Any]:
         q = self._q
         q._refuse_reentry()
-        with q._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            q._mutex.acquire()
             return list(q._queue)
+        finally:
+            try:
+                q._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
 
     def __len__(self) -> int:
         return int(self._q.qsize())
@@ -279,8 +318,14 @@ class QueueView:
         index = operator.index(index)  # TypeError for slices, like deque
         q = self._q
         q._refuse_reentry()
-        with q._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            q._mutex.acquire()
             return q._queue[index]
+        finally:
+            try:
+                q._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
 
     def clear(self) -> None:
         self._q.clear()

@@ -38,9 +38,10 @@ Locking (the FrameQueue twin's rules, adapted):
 * Asynchronous exceptions (KeyboardInterrupt from a signal handler, issue
   11.3) can be raised at any eval-breaker check: after a call returns, at
   the start of a Python function, on a backward jump. So every critical
-  section is ``with self._mutex:`` (the RLock's C-level __enter__/__exit__
-  leave no such check between taking the lock and the block that releases
-  it), and every slot transition is a run of stores with no call in between
+  section takes the lock inside a try whose finally releases it first
+  thing (the pattern and why not ``with``: bufmgr/_pyqueue.py's docstring),
+  no loop is written directly in one (helper methods hold them), and every
+  slot transition is a run of stores with no call in between
   (or with its one call last), so an interrupt sees each slot either before
   or after a transition, never half-way. A slot a call owns (writing, or
   held by get_into) is recorded in that call's ``box`` the moment it is
@@ -53,7 +54,7 @@ timestamp, a reference to its ``metadata`` object and its put ordinal (the
 frame's ``gap`` is its ordinal minus the previous delivery's + 1). The
 metadata reference is moved, never dropped, under the lock: to the Frame
 (get), into the call's ``box`` (get_into, an evicting put) or into a list
-the caller keeps until after its ``with`` block (clear, shutdown,
+the caller keeps until after its critical section (clear, shutdown,
 get_latest), so a finalizer it triggers runs with the lock released.
 """
 
@@ -69,6 +70,7 @@ from time import monotonic_ns as _monotonic_ns
 from typing import Any
 
 from . import _aio
+from ._aiopure import PureAsyncMethods
 from . import _framering_common as _common
 from ._errors import (
     WAIT_SLICE_S,
@@ -302,7 +304,7 @@ def _new_frame() -> Frame:
     return frame
 
 
-class FrameRing:
+class FrameRing(PureAsyncMethods):
     """A preallocated pool of ``slots`` frames of up to ``frame_bytes`` bytes each.
 
     ``put`` copies a buffer into a free slot and returns its sequence number
@@ -391,7 +393,7 @@ class FrameRing:
     # ---- locking -------------------------------------------------------------------
 
     def _refuse_reentry(self) -> None:
-        """Before ``with self._mutex:``: RuntimeError if this thread is inside
+        """Before a critical section: RuntimeError if this thread is inside
         one of this ring's critical sections (a finalizer run there called
         back in). Only this thread changes whether it owns the lock."""
         if self._mutex._is_owned() and _get_ident() not in self._waiting:
@@ -431,9 +433,15 @@ class FrameRing:
     def _aio_wake_room(self) -> None:
         """Lock NOT held: wake as many coroutines waiting for a free slot as
         slots were freed for them (called when ``_aio_room`` is set)."""
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             room = self._aio_room
             self._aio_room = 0
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if room:
             self._aio.putters.notify(room)
 
@@ -458,11 +466,10 @@ class FrameRing:
         finally:
             # threading.Condition.wait has one window between releasing the
             # lock and its own try block: an interrupt there leaves the lock
-            # released. Take it back first, so the with block ends as it
-            # began. (Only a second interrupt within the next few bytecodes,
-            # before the acquire, still escapes: the with block's exit then
-            # raises RuntimeError("cannot release un-acquired lock") with the
-            # lock free and the state consistent.)
+            # released. Take it back first, so the critical section ends as
+            # it began. (Only a second interrupt within the next few
+            # bytecodes, before the acquire, still escapes: the section's
+            # finally then finds the lock free, and the state is consistent.)
             if not mutex._is_owned():
                 mutex.acquire()
             if me in waiting:
@@ -476,7 +483,7 @@ class FrameRing:
     def _drop_queued(self, dead: list[Any]) -> int:
         """queued -> free for every queued frame, each counted as cleared
         as it goes; return how many. Their metadata objects go into ``dead``,
-        which the caller keeps until it has left its ``with`` block."""
+        which the caller keeps until it has left its critical section."""
         queued = self._queued
         state, free, metas = self._state, self._free, self._metas
         if self._has_meta:  # before any store: an interrupt here changes nothing
@@ -568,7 +575,8 @@ class FrameRing:
 
     # ---- Frame support (called by Frame, lock NOT held) -------------------------------
 
-    # Each is ``with self._mutex:``; ``reentrant`` (this thread owned the lock
+    # Each is a critical section (acquire inside try, as everywhere here; a
+    # re-entrant acquire never waits, so it cannot be interrupted); ``reentrant`` (this thread owned the lock
     # already: a finalizer run inside one of its critical sections) is read
     # first, and then slots it frees are parked in ``_pending``.
 
@@ -579,7 +587,8 @@ class FrameRing:
         Pair with _close_view."""
         mutex = self._mutex
         reentrant = mutex._is_owned()
-        with mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            mutex.acquire()
             if not reentrant and self._pending:
                 self._flush_pending()
             slot = frame._slot
@@ -599,36 +608,59 @@ class FrameRing:
                 view = typed
             frame._exports += 1
             return view
+        finally:
+            try:
+                mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
 
     def _close_view(self, frame: Frame, view: memoryview) -> None:
         """Release a view made by _open_view (under the lock), one export fewer."""
         mutex = self._mutex
         reentrant = mutex._is_owned()
-        with mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            mutex.acquire()
             try:
                 view.release()
             finally:
                 frame._exports -= 1
                 self._maybe_free(frame, reentrant)
+        finally:
+            try:
+                mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if self._aio_room and not reentrant:
             self._aio_wake_room()
 
     def _pin(self, frame: Frame) -> None:
         """__array_interface__ handed out a raw address: keep the slot until GC."""
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             if frame._released or frame._slot < 0:
                 raise _common.frame_released()
             frame._pinned = True
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
 
     def _release_frame(self, frame: Frame, dying: bool = False) -> None:
         mutex = self._mutex
         reentrant = mutex._is_owned()
-        with mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            mutex.acquire()
             frame._released = True
             if dying:  # nothing can reference a dying frame: no export, no array
                 frame._exports = 0
                 frame._pinned = False
             self._maybe_free(frame, reentrant)
+        finally:
+            try:
+                mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if self._aio_room and not reentrant:
             self._aio_wake_room()
 
@@ -682,10 +714,16 @@ class FrameRing:
             deadline = _deadline(block, timeout)
             stamp = -1 if timestamp_ns is None else _common.check_timestamp(timestamp_ns)
             self._refuse_reentry()
-            with self._mutex:
+            try:  # acquire inside try, not `with` (module docstring)
+                self._mutex.acquire()
                 if self._pending:
                     self._flush_pending()
                 self._reserve(block, deadline, box)
+            finally:
+                try:
+                    self._mutex.release()
+                except RuntimeError:  # acquire() was interrupted before it took the lock
+                    pass
             slot = box[0]
             if slot < 0:
                 return None
@@ -694,7 +732,8 @@ class FrameRing:
                 self._views[slot][:nbytes] = src
             if stamp < 0:
                 stamp = _monotonic_ns()
-            with self._mutex:
+            try:  # acquire inside try, not `with` (module docstring)
+                self._mutex.acquire()
                 if self._shutdown:
                     raise ShutDown  # the slot is freed below
                 queued = self._queued
@@ -717,6 +756,11 @@ class FrameRing:
                 queued.append(slot)
                 if self._getters_waiting:
                     self._not_empty.notify()
+            finally:
+                try:
+                    self._mutex.release()
+                except RuntimeError:  # acquire() was interrupted before it took the lock
+                    pass
             if self._aio_getters:  # a coroutine waits for a frame: lock released
                 self._aio.getters.notify(1)
             return seq
@@ -779,28 +823,17 @@ class FrameRing:
         holder = weakref.ref(frame._token)  # (a call: not inside the transition)
         self._refuse_reentry()
         try:
-            with self._mutex:
+            try:  # acquire inside try, not `with` (module docstring)
+                self._mutex.acquire()
                 if self._pending:
                     self._flush_pending()
                 self._await_queued(block, deadline)
-                queued = self._queued
-                slot = queued[0]
-                # stores only (module docstring): once bound, frame.__del__ frees the slot
-                self._state[slot] = _HELD
-                self._held += 1
-                self._gets += 1
-                frame._seq = self._seqs[slot]
-                frame._timestamp_ns = self._stamps[slot]
-                frame._nbytes = self._nbytes[slot]
-                ordinal = self._ordinals[slot]
-                frame._gap = ordinal - self._next_delivery
-                self._next_delivery = ordinal + 1
-                frame._metadata = self._metas[slot]  # the slot's reference moves to the frame
-                self._metas[slot] = None
-                self._holders[slot] = holder
-                frame._slot = slot
-                frame._ring = self
-                del queued[0]
+                self._hand_out_oldest(frame, holder)
+            finally:
+                try:
+                    self._mutex.release()
+                except RuntimeError:  # acquire() was interrupted before it took the lock
+                    pass
         finally:
             if self._aio_room:
                 self._aio_wake_room()
@@ -808,6 +841,48 @@ class FrameRing:
             frame._shape = self._full_shape
             frame._typed = self._dtype is not None
         return frame
+
+    def _hand_out_oldest(self, frame: Frame, holder: Any) -> None:
+        """Lock held, a frame queued: the oldest queued slot becomes held by
+        ``frame`` (get, get_latest). Stores only, so an asynchronous exception
+        (module docstring) comes before this call (nothing done) or after
+        it (the frame is bound: its __del__ frees the slot), never half-way."""
+        queued = self._queued
+        slot = queued[0]
+        self._state[slot] = _HELD
+        self._held += 1
+        self._gets += 1
+        frame._seq = self._seqs[slot]
+        frame._timestamp_ns = self._stamps[slot]
+        frame._nbytes = self._nbytes[slot]
+        ordinal = self._ordinals[slot]
+        frame._gap = ordinal - self._next_delivery
+        self._next_delivery = ordinal + 1
+        frame._metadata = self._metas[slot]  # the slot's reference moves to the frame
+        self._metas[slot] = None
+        self._holders[slot] = holder
+        frame._slot = slot
+        frame._ring = self
+        del queued[0]
+
+    def _drop_all_but_newest(self) -> None:
+        """get_latest's drops (lock held). A helper, not a loop in
+        get_latest's critical section: there, an interrupt on the loop's back
+        edge can skip the section's cleanup and leave the lock held (CPython
+        3.12-3.14, gh-130279; tests/test_async_interrupts.py checks the
+        bytecode)."""
+        queued, state, free, metas = self._queued, self._state, self._free, self._metas
+        while len(queued) > 1:  # each pass one whole transition, the call last
+            slot = queued[0]
+            del queued[0]
+            state[slot] = _FREE
+            metas[slot] = None
+            self._dropped += 1
+            if self._aio_putters:
+                self._aio_room += 1
+            free.append(slot)
+            if self._putters_waiting:
+                self._not_full.notify()
 
     def get_latest(self, block: bool = True, timeout: float | None = None) -> Frame:
         """Remove the NEWEST frame and return it as a held Frame; every older
@@ -820,42 +895,20 @@ class FrameRing:
         dead: list[Any] = []  # metadata of the dropped frames: released after unlocking
         self._refuse_reentry()
         try:
-            with self._mutex:
+            try:  # acquire inside try, not `with` (module docstring)
+                self._mutex.acquire()
                 if self._pending:
                     self._flush_pending()
                 self._await_queued(block, deadline)
-                queued = self._queued
-                state, free, metas = self._state, self._free, self._metas
                 if self._has_meta:  # before any store
-                    dead.extend([metas[s] for s in queued])
-                while len(queued) > 1:  # each pass one whole transition, the call last
-                    slot = queued[0]
-                    del queued[0]
-                    state[slot] = _FREE
-                    metas[slot] = None
-                    self._dropped += 1
-                    if self._aio_putters:
-                        self._aio_room += 1
-                    free.append(slot)
-                    if self._putters_waiting:
-                        self._not_full.notify()
-                slot = queued[0]
-                # as get(): stores only
-                state[slot] = _HELD
-                self._held += 1
-                self._gets += 1
-                frame._seq = self._seqs[slot]
-                frame._timestamp_ns = self._stamps[slot]
-                frame._nbytes = self._nbytes[slot]
-                ordinal = self._ordinals[slot]
-                frame._gap = ordinal - self._next_delivery
-                self._next_delivery = ordinal + 1
-                frame._metadata = metas[slot]
-                metas[slot] = None
-                self._holders[slot] = holder
-                frame._slot = slot
-                frame._ring = self
-                del queued[0]
+                    dead.extend([self._metas[s] for s in self._queued])
+                self._drop_all_but_newest()
+                self._hand_out_oldest(frame, holder)
+            finally:
+                try:
+                    self._mutex.release()
+                except RuntimeError:  # acquire() was interrupted before it took the lock
+                    pass
         finally:
             if self._aio_room:
                 self._aio_wake_room()
@@ -899,7 +952,8 @@ class FrameRing:
             size = dst.nbytes
             deadline = _deadline(block, timeout)
             self._refuse_reentry()
-            with self._mutex:
+            try:  # acquire inside try, not `with` (module docstring)
+                self._mutex.acquire()
                 if self._pending:
                     self._flush_pending()
                 self._await_queued(block, deadline)
@@ -919,6 +973,11 @@ class FrameRing:
                 self._held += 1
                 self._gets += 1
                 del queued[0]
+            finally:
+                try:
+                    self._mutex.release()
+                except RuntimeError:  # acquire() was interrupted before it took the lock
+                    pass
             if nbytes:
                 view = self._views[slot]  # lock not held: the slot is ours
                 if nbytes == len(view):
@@ -929,7 +988,8 @@ class FrameRing:
                         dst[:nbytes] = part
                     finally:
                         part.release()
-            with self._mutex:
+            try:  # acquire inside try, not `with` (module docstring)
+                self._mutex.acquire()
                 # _free_held inlined: no call before the stores (module docstring)
                 self._state[slot] = _FREE
                 self._held -= 1
@@ -939,6 +999,11 @@ class FrameRing:
                     self._not_full.notify()
                 if self._aio_putters:
                     self._aio_room += 1
+            finally:
+                try:
+                    self._mutex.release()
+                except RuntimeError:  # acquire() was interrupted before it took the lock
+                    pass
             return nbytes, seq
         except BaseException:
             slot = box[0]
@@ -966,12 +1031,18 @@ class FrameRing:
     def full(self) -> bool:
         """Return True if no slot is free."""
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             if self._pending:
                 self._flush_pending()
             if not self._free and self._held:
                 self._reclaim_lost()
             full = not self._free
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if self._aio_room:
             self._aio_wake_room()
         return full
@@ -981,10 +1052,16 @@ class FrameRing:
         Held frames stay valid."""
         dead: list[Any] = []  # the frames' metadata: released after unlocking
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             if self._pending:
                 self._flush_pending()
             n = self._drop_queued(dead)
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if self._aio_room:
             self._aio_wake_room()
         return n
@@ -996,7 +1073,8 @@ class FrameRing:
         immediate = bool(immediate)
         dead: list[Any] = []  # the cleared frames' metadata: released after unlocking
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             if self._pending:
                 self._flush_pending()
             mode = _SHUT_IMMEDIATE if immediate else _SHUT_GRACEFUL
@@ -1007,6 +1085,11 @@ class FrameRing:
             self._not_empty.notify_all()
             self._not_full.notify_all()
             self._aio_room = 0  # every coroutine is woken below
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if self._aio_getters:  # wake every coroutine in every loop
             self._aio.getters.notify_all()
         if self._aio_putters:
@@ -1015,7 +1098,8 @@ class FrameRing:
     def stats(self) -> dict[str, int]:
         """Return a consistent snapshot of the counters (see STATS_KEYS)."""
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             if self._pending:
                 self._flush_pending()
             if self._held:
@@ -1033,6 +1117,11 @@ class FrameRing:
                 "slots": self._slots,
                 "frame_bytes": self._frame_bytes,
             }
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if self._aio_room:
             self._aio_wake_room()
         return snapshot
@@ -1069,54 +1158,25 @@ class FrameRing:
         """True once shutdown() was called."""
         return self._shutdown != _RUNNING
 
-    # ---- asyncio (bufmgr/_aio.py) -------------------------------------------------------
-
-    def async_get(self, timeout: float | None = None) -> Any:
-        """Coroutine: get() without blocking the event loop (Empty on timeout)."""
-        return _aio.get(self, timeout)
-
-    def async_get_latest(self, timeout: float | None = None) -> Any:
-        """Coroutine: get_latest() without blocking the event loop (Empty on timeout)."""
-        return _aio.get_latest(self, timeout)
-
-    def async_get_many(self, max_items: int, timeout: float | None = None) -> Any:
-        """Coroutine: get_many() without blocking the event loop (Empty on timeout)."""
-        return _aio.get_many(self, max_items, timeout)
+    # ---- asyncio (bufmgr/_aio.py; async_get*/__aiter__: _aiopure.PureAsyncMethods) -----
 
     def async_put(self, buffer: Any, timeout: float | None = None) -> Any:
         """Coroutine: put() without blocking the event loop (Full on timeout);
         returns what put() returns. Only the "block" policy ever waits."""
         return _aio.put(self, buffer, timeout)
 
-    def __aiter__(self) -> Any:
-        """``async for frame in ring``: async_get() until shut down and drained."""
-        return _aio.AsyncIterator(self)
-
-    def _aio_waiters(self) -> _aio.BufferWaiters:
-        w = self._aio
-        if w is None:
-            with _aio.CREATE_LOCK:
-                w = self._aio
-                if w is None:
-                    w = self._aio = _aio.BufferWaiters(self)
-        return w
-
-    def _aio_state(self) -> tuple[bool, bool]:
-        """For tests: (a coroutine waits for an item, one waits for room)."""
-        return bool(self._aio_getters), bool(self._aio_putters)
-
-    def _aio_set_active(self, kind: int, active: bool) -> None:
-        if kind == _aio.GETTERS:
-            self._aio_getters = active
-        else:
-            self._aio_putters = active
-
     def __repr__(self) -> str:
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             if self._pending:
                 self._flush_pending()
             size, held, dropped, shut = len(self._queued), self._held, self._dropped, self._shutdown
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         return _common.ring_repr(
             self._slots, self._frame_bytes, self._overflow, size, held, dropped, bool(shut)
         )

@@ -25,10 +25,28 @@ Python code while its mutex is held and is not affected.
 Asynchronous exceptions (KeyboardInterrupt from a signal handler, issue 11.3)
 can be raised at any eval-breaker check: after a call returns, at the start
 of a Python function, on a backward jump. So every critical section is
-``with self._mutex:`` -- the RLock's C-level __enter__ runs without such a
-check before the with block protects it, and __exit__ releases it before
-the next check -- and no flag has to be set or cleared around it: an
-interrupt can land anywhere and still leave the lock free and the queue usable.
+
+    try:
+        self._mutex.acquire()
+        ...
+    finally:
+        try:
+            self._mutex.release()
+        except RuntimeError:  # acquire() was interrupted before it took the lock
+            pass
+
+and no flag has to be set or cleared around it: an interrupt can land
+anywhere and still leave the lock free and the queue usable. Not
+``with self._mutex:``: CPython 3.14 (up to 3.14.10 at least; gh-148874,
+fixed in 3.15) checks for signals between a with statement's __enter__ and
+the block that guarantees __exit__, which left the lock held after about one
+interrupt in four in tests/test_async_interrupts.py. The acquire call sits
+inside the try, so the check after it returns is covered by the finally;
+the release is the finally's first call, so no check comes before it. No
+loop is written directly in a critical section either (they live in helper
+methods): on CPython 3.12-3.14 a loop's backward jump can fall outside the
+section's exception table (gh-130279); tests/test_async_interrupts.py checks
+the bytecode of every pure module for both.
 """
 
 from __future__ import annotations
@@ -44,6 +62,7 @@ from time import monotonic as _monotonic
 from typing import Any, Iterable
 
 from . import _aio
+from ._aiopure import PureAsyncMethods
 from ._errors import (
     TASK_DONE_TOO_MANY,
     WAIT_SLICE_S,
@@ -76,7 +95,7 @@ def _deadline(block: bool, timeout: object) -> float | None:
     return None if seconds is None else _monotonic() + seconds
 
 
-class FrameQueue:
+class FrameQueue(PureAsyncMethods):
     """A thread-safe FIFO with an overflow policy, drop counters and shutdown.
 
     ``maxsize <= 0`` means unbounded. ``overflow`` is ``"block"`` (put waits
@@ -155,7 +174,7 @@ class FrameQueue:
                 self._not_empty.notify(added)
 
     def _refuse_reentry(self) -> None:
-        """Before ``with self._mutex:``: RuntimeError if this thread is inside
+        """Before a critical section: RuntimeError if this thread is inside
         one of this queue's critical sections (a finalizer run there called
         back in; module docstring), unless it is only waiting in
         _wait_slice. Only this thread changes whether it owns the lock or is
@@ -184,11 +203,10 @@ class FrameQueue:
         finally:
             # threading.Condition.wait has one window between releasing the
             # lock and its own try block: an interrupt there leaves the lock
-            # released. Take it back first, so the with block ends as it
-            # began. (Only a second interrupt within the next few bytecodes,
-            # before the acquire, still escapes: the with block's exit then
-            # raises RuntimeError("cannot release un-acquired lock") with the
-            # lock free and the state consistent.)
+            # released. Take it back first, so the critical section ends as
+            # it began. (Only a second interrupt within the next few
+            # bytecodes, before the acquire, still escapes: the section's
+            # finally then finds the lock free, and the state is consistent.)
             if not mutex._is_owned():
                 mutex.acquire()
             if me in waiting:
@@ -243,7 +261,8 @@ class FrameQueue:
         deadline = _deadline(block, timeout)
         evicted = None
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             if self._shutdown:
                 raise ShutDown
             maxsize = self._maxsize
@@ -262,6 +281,11 @@ class FrameQueue:
                     self._await_room(block, deadline, False)
             self._push(item)
             self._wake_getters(1)
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if self._aio_getters:  # a coroutine waits: wake it, lock released
             self._aio.getters.notify(1)
         return evicted
@@ -291,7 +315,8 @@ class FrameQueue:
         waited = False
         self._refuse_reentry()
         try:
-            with self._mutex:
+            try:  # acquire inside try, not `with` (module docstring)
+                self._mutex.acquire()
                 try:
                     maxsize, policy = self._maxsize, self._policy
                     for item in items:
@@ -315,6 +340,11 @@ class FrameQueue:
                         added += 1
                 finally:
                     self._wake_getters(added)
+            finally:
+                try:
+                    self._mutex.release()
+                except RuntimeError:  # acquire() was interrupted before it took the lock
+                    pass
         finally:
             if self._aio_getters:
                 self._aio.getters.notify(len(items))
@@ -327,11 +357,17 @@ class FrameQueue:
         block = bool(block)
         deadline = _deadline(block, timeout)
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             self._await_item(block, deadline)
             item = self._queue.popleft()
             self._gets += 1
             self._wake_putters(1)
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if self._aio_putters:
             self._aio.putters.notify(1)
         return item
@@ -346,7 +382,8 @@ class FrameQueue:
         deadline = _deadline(block, timeout)
         discarded = None
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             self._await_item(block, deadline)
             item = self._queue.pop()
             self._gets += 1
@@ -357,6 +394,11 @@ class FrameQueue:
                 self._dropped += n
                 self._retire(n)
             self._wake_putters(n + 1)
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         del discarded  # last references to the discarded items dropped outside the lock
         if self._aio_putters:
             self._aio.putters.notify(n + 1)
@@ -370,13 +412,19 @@ class FrameQueue:
         block = bool(block)
         deadline = _deadline(block, timeout)
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             self._await_item(block, deadline)
             q = self._queue
             popleft = q.popleft
             out = [popleft() for _ in range(min(max_items, len(q)))]
             self._gets += len(out)
             self._wake_putters(len(out))
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if self._aio_putters:
             self._aio.putters.notify(len(out))
         return out
@@ -386,52 +434,95 @@ class FrameQueue:
     def qsize(self) -> int:
         """Return the number of queued items."""
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             return len(self._queue)
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
 
     __len__ = qsize
 
     def empty(self) -> bool:
         """Return True if nothing is queued."""
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             return not self._queue
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
 
     def full(self) -> bool:
         """Return True if bounded and at least ``maxsize`` items are queued."""
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             return bool(self._maxsize) and len(self._queue) >= self._maxsize
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
 
     def task_done(self) -> None:
         """Mark one got item as processed (ValueError if none is outstanding)."""
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             if self._unfinished == 0:
                 raise ValueError(TASK_DONE_TOO_MANY)
             self._retire(1)
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
 
     def join(self) -> None:
         """Block until every queued item was task_done()'d, dropped or cleared."""
         self._refuse_reentry()
-        with self._mutex:
-            while self._unfinished:
-                self._joiners_waiting += 1
-                try:
-                    self._wait_slice(self._all_tasks_done, None)
-                finally:
-                    self._joiners_waiting -= 1
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
+            self._await_all_done()
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
+
+    def _await_all_done(self) -> None:
+        """join()'s wait (lock held). A helper, not a loop in join's
+        critical section: there, an interrupt on the loop's back edge can
+        skip the section's cleanup and leave the lock held (CPython 3.12-3.14,
+        gh-130279; tests/test_async_interrupts.py checks the bytecode)."""
+        while self._unfinished:
+            self._joiners_waiting += 1
+            try:
+                self._wait_slice(self._all_tasks_done, None)
+            finally:
+                self._joiners_waiting -= 1
 
     def clear(self) -> int:
         """Remove every queued item (counted as cleared); return how many."""
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             # O(1) swap; the old deque (and its items) is released after unlocking.
             old, self._queue = self._queue, deque()
             n = len(old)
             self._cleared += n
             self._retire(n)
             self._wake_putters(n)
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         del old  # items' last references dropped outside the lock
         if n and self._aio_putters:
             self._aio.putters.notify(n)
@@ -442,7 +533,8 @@ class FrameQueue:
         immediate = bool(immediate)
         old = None
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             mode = _SHUT_IMMEDIATE if immediate else _SHUT_GRACEFUL
             if self._shutdown < mode:
                 self._shutdown = mode
@@ -454,6 +546,11 @@ class FrameQueue:
             self._not_empty.notify_all()
             self._not_full.notify_all()
             self._all_tasks_done.notify_all()
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         del old  # items' last references dropped outside the lock
         if self._aio_getters:  # wake every coroutine in every loop
             self._aio.getters.notify_all()
@@ -463,7 +560,8 @@ class FrameQueue:
     def stats(self) -> dict[str, int]:
         """Return a consistent snapshot of the counters."""
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             return {
                 "puts": self._puts,
                 "gets": self._gets,
@@ -474,6 +572,11 @@ class FrameQueue:
                 "maxsize": self._maxsize,
                 "waits": self._waits,
             }
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
 
     @property
     def maxsize(self) -> int:
@@ -497,10 +600,16 @@ class FrameQueue:
         if n < 0:
             raise ValueError(f"unfinished_tasks must be >= 0, got {n}")
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             ok = n <= self._unfinished
             if ok:
                 self._retire(self._unfinished - n)
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if not ok:
             raise ValueError(
                 "unfinished_tasks can only be lowered (queue.Queue's "
@@ -549,52 +658,23 @@ class FrameQueue:
         """True once shutdown() was called."""
         return self._shutdown != _RUNNING
 
-    # ---- asyncio (bufmgr/_aio.py) ---------------------------------------------
-
-    def async_get(self, timeout: float | None = None) -> Any:
-        """Coroutine: get() without blocking the event loop (Empty on timeout)."""
-        return _aio.get(self, timeout)
-
-    def async_get_many(self, max_items: int, timeout: float | None = None) -> Any:
-        """Coroutine: get_many() without blocking the event loop."""
-        return _aio.get_many(self, max_items, timeout)
-
-    def async_get_latest(self, timeout: float | None = None) -> Any:
-        """Coroutine: get_latest() without blocking the event loop."""
-        return _aio.get_latest(self, timeout)
+    # ---- asyncio (bufmgr/_aio.py; async_get*/__aiter__: _aiopure.PureAsyncMethods) ----
 
     def async_put(self, item: Any, timeout: float | None = None) -> Any:
         """Coroutine: put() without blocking the event loop (Full on timeout);
         returns what put() returns."""
         return _aio.put(self, item, timeout)
 
-    def __aiter__(self) -> Any:
-        """``async for item in q``: async_get() until shut down and drained."""
-        return _aio.AsyncIterator(self)
-
-    def _aio_waiters(self) -> _aio.BufferWaiters:
-        w = self._aio
-        if w is None:
-            with _aio.CREATE_LOCK:
-                w = self._aio
-                if w is None:
-                    w = self._aio = _aio.BufferWaiters(self)
-        return w
-
-    def _aio_state(self) -> tuple[bool, bool]:
-        """For tests: (a coroutine waits for an item, one waits for room)."""
-        return bool(self._aio_getters), bool(self._aio_putters)
-
-    def _aio_set_active(self, kind: int, active: bool) -> None:
-        if kind == _aio.GETTERS:
-            self._aio_getters = active
-        else:
-            self._aio_putters = active
-
     def __repr__(self) -> str:
         self._refuse_reentry()
-        with self._mutex:
+        try:  # acquire inside try, not `with` (module docstring)
+            self._mutex.acquire()
             size, dropped, shut = len(self._queue), self._dropped, self._shutdown
+        finally:
+            try:
+                self._mutex.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         return (
             f"<bufmgr.FrameQueue size={size} maxsize={self._maxsize_arg} "
             f"overflow={self._overflow!r} dropped={dropped}{' shutdown' if shut else ''}>"

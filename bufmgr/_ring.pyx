@@ -32,9 +32,8 @@ from types import GenericAlias as _GenericAlias
 from bufmgr import _aio, _errors
 from bufmgr._errors import Empty, Full, ShutDown
 
-cdef int64_t SLICE_NS = <int64_t>(_errors.WAIT_SLICE_S * 1e9)
+include "_deadline.pxi"  # SLICE_NS, MAX_FINITE_TIMEOUT, _timeout_seconds, _deadline, ...
 cdef int LOCK_SPINS = 50  # polls (~1-3 µs) before _lock blocks; a GIL hand-off costs more
-cdef double MAX_FINITE_TIMEOUT = 1e9  # ~31 years: treated as forever
 cdef size_t CHUNK = 256               # get_many: items moved per lock hold
 
 cdef dict _POLICIES = {
@@ -161,39 +160,6 @@ cdef inline void _reattached(FrameQueue q) noexcept:
     # After it, with the GIL back and the mutex released.
     if BM_GIL_EXCLUDES:
         q.detached -= 1
-
-
-cdef inline double _timeout_seconds(object timeout) except -2.0:
-    """-1.0 for 'forever', else seconds >= 0. Slow cases go to _errors."""
-    cdef double v
-    if timeout is None:
-        return -1.0
-    if type(timeout) is float or type(timeout) is int:
-        v = timeout
-        if 0.0 <= v < MAX_FINITE_TIMEOUT:
-            return v
-    checked = _errors.check_timeout(timeout)  # raises TypeError/ValueError
-    if checked is None or checked >= MAX_FINITE_TIMEOUT:
-        return -1.0
-    return checked
-
-
-cdef inline int64_t _deadline(double seconds) noexcept nogil:
-    if seconds < 0.0:
-        return BM_FOREVER
-    # + 1 keeps a deadline of "now" distinct from BM_NOWAIT (0)
-    return bm_now_ns() + <int64_t>(seconds * 1e9) + 1
-
-
-cdef inline int64_t _slice_end(int64_t deadline) noexcept nogil:
-    cdef int64_t end = bm_now_ns() + SLICE_NS
-    if deadline == BM_FOREVER or deadline > end:
-        return end
-    return deadline
-
-
-cdef inline bint _expired(int64_t deadline) noexcept nogil:
-    return deadline != BM_FOREVER and bm_now_ns() >= deadline
 
 
 cdef inline object _steal(void *p):

@@ -54,9 +54,8 @@ from bufmgr import _errors
 from bufmgr import _framering_common as _frc
 from bufmgr._errors import Empty, Full, ShutDown
 
-cdef int64_t _SLICE_NS = <int64_t>(_errors.WAIT_SLICE_S * 1e9)
+include "_deadline.pxi"  # SLICE_NS, MAX_FINITE_TIMEOUT and the timeout helpers
 cdef int _LOCK_SPINS = 50
-cdef double _MAX_FINITE_TIMEOUT = 1e9
 cdef uint64_t _ANY_SIZE = <uint64_t>-1
 
 cdef enum:
@@ -263,7 +262,7 @@ cdef class _Watcher:
                     # sleep, the next one sleeps on what it saw.
                     slice_ns = 0
                 else:
-                    slice_ns = _SLICE_NS
+                    slice_ns = SLICE_NS
                     hook = _debug_watch_hook
                     if hook is not None:
                         hook("sleep")
@@ -308,35 +307,7 @@ cdef class _Watcher:
 
 # ---- small helpers (the same contracts as bufmgr/_ring.pyx's) --------------------
 
-cdef inline double _timeout_seconds(object timeout) except -2.0:
-    cdef double v
-    if timeout is None:
-        return -1.0
-    if type(timeout) is float or type(timeout) is int:
-        v = timeout
-        if 0.0 <= v < _MAX_FINITE_TIMEOUT:
-            return v
-    checked = _errors.check_timeout(timeout)
-    if checked is None or checked >= _MAX_FINITE_TIMEOUT:
-        return -1.0
-    return checked
-
-
-cdef inline int64_t _deadline(double seconds) noexcept nogil:
-    if seconds < 0.0:
-        return BM_FOREVER
-    return bm_now_ns() + <int64_t>(seconds * 1e9) + 1
-
-
-cdef inline int64_t _slice_end(int64_t deadline) noexcept nogil:
-    cdef int64_t end = bm_now_ns() + _SLICE_NS
-    if deadline == BM_FOREVER or deadline > end:
-        return end
-    return deadline
-
-
-cdef inline bint _expired(int64_t deadline) noexcept nogil:
-    return deadline != BM_FOREVER and bm_now_ns() >= deadline
+# _timeout_seconds, _deadline, _slice_end, _expired: bufmgr/_deadline.pxi
 
 
 cdef int _lock(bm_shm *r) except -1:

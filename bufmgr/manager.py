@@ -771,6 +771,45 @@ class BufferManager(_Core):
     def coordinator(self, coordinator: Any) -> None:
         self._bind(coordinator)
 
+    def _rebind_reporters_locked(self, update: Any) -> None:
+        """_bind's part (admin lock held): every component's reporters made
+        anew for ``update`` (none when it is None)."""
+        for comp in self._components.values():
+            if comp.throttle is not None:  # no trailing update to the old coordinator
+                comp.throttle.cancelled = True
+            comp.report = comp.flush = comp.throttle = None
+        if update is None:
+            return
+        for group, members in self._groups.items():
+            for comp in members:
+                if group is None:
+                    total, siblings = None, ()
+                else:
+                    total = f"{group}_queue_size"
+                    siblings = tuple(m.queue for m in members if m is not comp)
+                comp.report, comp.flush, comp.throttle = _make_reporters(
+                    update, comp.queue, comp.field, total, siblings,
+                    self._report_interval, self._report_failed,
+                )
+
+    def _fast_path_tables_locked(self) -> Tuple[Dict[str, Tuple[Any, ...]], Dict[str, Tuple[Any, ...]]]:
+        """_bind's part (admin lock held): the hot-path tables, updated in
+        place entry by entry by _set_fast_paths (bufmgr/_mgrcore.py: a
+        concurrent put/get holds a strong reference to the old entry)."""
+        check = self._shutdown_check
+        put_fast: Dict[str, Tuple[Any, ...]] = {}
+        for name, c in self._components.items():
+            if c.ring and c.policy != _BLOCK:  # ring.put_nowait: drop policies never wait
+                refused = "refused_newest" if c.policy == _DROP_NEWEST else "refused_underrun"
+                put_fast[name] = (c.queue.put_nowait, c.report, check, refused)
+            elif c.policy == _DROP_OLDEST and not c.ring:  # queue.put: evicts, never waits
+                put_fast[name] = (c.put, c.report, check, None)
+        get_fast: Dict[str, Tuple[Any, ...]] = {
+            name: (c.get_nowait, c.report if self._report_gets else None, c)
+            for name, c in self._components.items()
+        }
+        return put_fast, get_fast
+
     def _bind(self, coordinator: Any) -> None:
         with self._admin_lock:
             old_cb, old_owner = self._shutdown_cb, self._shutdown_cb_owner
@@ -779,36 +818,11 @@ class BufferManager(_Core):
             self._shutdown_check = getattr(coordinator, "is_shutdown_requested", None)
             self._handle_error = getattr(coordinator, "handle_error", None)
             update = getattr(coordinator, "update_state", None)
-            for comp in self._components.values():
-                if comp.throttle is not None:  # no trailing update to the old coordinator
-                    comp.throttle.cancelled = True
-                comp.report = comp.flush = comp.throttle = None
-            if update is not None:
-                for group, members in self._groups.items():
-                    for comp in members:
-                        if group is None:
-                            total, siblings = None, ()
-                        else:
-                            total = f"{group}_queue_size"
-                            siblings = tuple(m.queue for m in members if m is not comp)
-                        comp.report, comp.flush, comp.throttle = _make_reporters(
-                            update, comp.queue, comp.field, total, siblings,
-                            self._report_interval, self._report_failed,
-                        )
-            # hot-path tables, updated in place entry by entry (bufmgr/_mgrcore.py:
-            # a concurrent put/get holds a strong reference to the old entry)
-            check = self._shutdown_check
-            put_fast: Dict[str, Tuple[Any, ...]] = {}
-            for name, c in self._components.items():
-                if c.ring and c.policy != _BLOCK:  # ring.put_nowait: drop policies never wait
-                    refused = "refused_newest" if c.policy == _DROP_NEWEST else "refused_underrun"
-                    put_fast[name] = (c.queue.put_nowait, c.report, check, refused)
-                elif c.policy == _DROP_OLDEST and not c.ring:  # queue.put: evicts, never waits
-                    put_fast[name] = (c.put, c.report, check, None)
-            get_fast = {
-                name: (c.get_nowait, c.report if self._report_gets else None, c)
-                for name, c in self._components.items()
-            }
+            # The loops live in helpers: a loop's back edge written directly
+            # in a with block can escape the block's cleanup on an interrupt
+            # (CPython 3.12-3.14, gh-130279), which would leave the lock held.
+            self._rebind_reporters_locked(update)
+            put_fast, get_fast = self._fast_path_tables_locked()
             self._set_fast_paths(put_fast, get_fast)
             add = getattr(coordinator, "add_shutdown_callback", None)
             callback: Optional[Callable[[], None]] = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import struct
 import time
@@ -53,6 +54,36 @@ def left_behind(before: set[str]) -> set[str]:
         if e["name"] in new and e.get("valid") and e.get("creator_alive") and me not in _ancestors(pid):
             foreign.add(e["name"])
     return new - foreign
+
+
+def assert_no_segments_left(before: set[str], settle_s: float = 5.0) -> None:
+    """The body of each test_shm*.py module's autouse fixture, after the test:
+    no segment this test run created since ``before`` is left (other
+    sessions' are not counted); waits up to ``settle_s`` for children exiting
+    right now, and unlinks what is left so the next tests are not poisoned."""
+    gc.collect()
+    deadline = time.monotonic() + settle_s
+    while left_behind(before) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    left = left_behind(before)
+    details = [e for e in shm.list_segments() if e["name"] in left]  # for the message
+    for name in left:
+        os.unlink(os.path.join(shm.SHM_DIR, name))
+    assert not left, f"test left shared segments behind: {details}"
+
+
+def join_bounded(procs, timeout: float = DEADLINE_S) -> list:
+    """Join child processes within one deadline; any still running is killed
+    and fails the test (liveness). Their exit codes."""
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        p.join(max(0.1, deadline - time.monotonic()))
+    stuck = [p for p in procs if p.is_alive()]
+    for p in stuck:
+        p.kill()
+        p.join(5)
+    assert not stuck, f"liveness: {len(stuck)} child processes still running after {timeout} s"
+    return [p.exitcode for p in procs]
 
 
 def conserved(s: dict) -> bool:

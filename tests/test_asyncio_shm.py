@@ -37,11 +37,10 @@ import time
 import pytest
 
 import bufmgr
-from bufmgr import shm
 from bufmgr._errors import Empty, Full, ShutDown
 
-from shm_helpers import (DEADLINE_S, check_frame, conserved, key_of, left_behind, needs_numpy, needs_shm,
-                         segments, stamp, wait_until)
+from shm_helpers import (DEADLINE_S, assert_no_segments_left, check_frame, conserved, join_bounded, key_of,
+                         needs_numpy, needs_shm, segments, stamp, wait_until)
 
 pytestmark = [needs_shm, needs_numpy, pytest.mark.filterwarnings("error")]
 
@@ -57,30 +56,14 @@ WAKE_S = 20.0
 def no_leftover_segments_or_watchers():
     before = segments()
     yield
-    gc.collect()
-    deadline = time.monotonic() + 5
-    while left_behind(before) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    left = left_behind(before)  # not another live session's segments
-    for name in left:
-        os.unlink(os.path.join(shm.SHM_DIR, name))
-    assert not left, f"test left shared segments behind: {left}"
+    assert_no_segments_left(before)
 
 
 def watcher_threads():
     return [t for t in threading.enumerate() if t.name.startswith("bufmgr-shm-watch")]
 
 
-def _join(procs, timeout=DEADLINE_S):
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        p.join(max(0.1, deadline - time.monotonic()))
-    stuck = [p for p in procs if p.is_alive()]
-    for p in stuck:
-        p.kill()
-        p.join(5)
-    assert not stuck, f"liveness: {len(stuck)} child processes still running after {timeout} s"
-    return [p.exitcode for p in procs]
+_join = join_bounded
 
 
 class LoopThread:

@@ -486,15 +486,17 @@ def test_status_line_redraws_in_place_on_a_tty_and_prints_lines_elsewhere():
     assert plain.getvalue() == "first\n"
 
 
-def test_demo_ctrl_c_stops_early_and_still_accounts(tmp_path):
+def interrupt_demo(tmp_path, *options: str, start_s: float = 30.0) -> tuple[int, str, dict | None]:
+    """Start a 60 s ``bufmgr demo`` (with ``options``) writing --json, wait
+    for its first status line (at most ``start_s``), Ctrl-C it: its exit
+    status, stdout and the summary it wrote (None if none). Bounded: killed
+    if it hangs."""
     import signal
     import time
 
-    if sys.platform == "win32":
-        pytest.skip("SIGINT delivery to a child differs on Windows")
     out = tmp_path / "demo.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bufmgr", "demo", "--duration", "60", "--json", str(out)],
+        [sys.executable, "-m", "bufmgr", "demo", *options, "--duration", "60", "--json", str(out)],
         cwd=PKG_PARENT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -503,25 +505,29 @@ def test_demo_ctrl_c_stops_early_and_still_accounts(tmp_path):
     )
     try:
         # the first plain status line on stderr means the pipeline is running
-        import re
-
         status = re.compile(r"^\s*\d+\.\ds  capture ")
         line = ""
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + start_s
         while not status.match(line) and time.monotonic() < deadline:
             line = proc.stderr.readline()
             if not line and proc.poll() is not None:
                 break
         assert status.match(line), f"no status line: {line!r}"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)  # to the parent only: it stops capture, the rest drains
         stdout, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 0, stdout
+    return proc.returncode, stdout, json.loads(out.read_text()) if out.exists() else None
+
+
+def test_demo_ctrl_c_stops_early_and_still_accounts(tmp_path):
+    if sys.platform == "win32":
+        pytest.skip("SIGINT delivery to a child differs on Windows")
+    returncode, stdout, s = interrupt_demo(tmp_path)
+    assert returncode == 0, stdout
     assert "stopped early by Ctrl-C" in stdout
-    s = json.loads(out.read_text())
     assert s["lost"] == 0 and s["produced"] < 60 * 200 * 2
 
 

@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from bufmgr.cli import procs
-from test_cli import run_cli, section, threaded_rows  # noqa: F401  (tests/ is on sys.path)
+from test_cli import interrupt_demo, run_cli, section, threaded_rows  # noqa: F401  (tests/ is on sys.path)
 
 
 def _item(seq: int, nbytes: int = 64, tail: int | None = None) -> bytes:
@@ -134,10 +134,9 @@ def test_bench_processes_cli_accounts_for_every_item(tmp_path):
     assert {(r["transport"], r["consumers"]) for r in rows} == {
         (t, c) for t in transports for c in ((0,) if t in procs.FLOORS else (1, 2))
     }
-    ring_available = not procs.unavailable("ring-copy", "64b")
     for r in rows:
-        if r["transport"] in procs.OURS and not ring_available:
-            assert r["available"] is False and r["note"].startswith("n/a")
+        if procs.unavailable(r["transport"], "64b"):  # no SharedFrameRing, or no numpy for the floor
+            assert r["available"] is False and r["note"].startswith("n/a"), r
             continue
         assert r["available"] and not r["error"], r
         assert r["throughput"] > 0 and r["items_per_round"] > 0
@@ -149,7 +148,7 @@ def test_bench_processes_cli_accounts_for_every_item(tmp_path):
             assert r["vs_mp_queue"] > 0
     assert data["integrity_failures"] == 0
     labels = [t["label"] for t in data["targets"]]
-    if ring_available:
+    if not procs.unavailable("ring-reserve", "64b"):
         assert any("faster-fifo" not in lab and "reserve" in lab for lab in labels)
 
 
@@ -242,36 +241,9 @@ def test_demo_processes_frames(tmp_path):
 
 @needs_shared_ring
 def test_demo_processes_ctrl_c_stops_early_and_still_accounts(tmp_path):
-    import re
-    import signal
-    import subprocess
-    import time
-
-    from test_cli import PKG_PARENT
-
-    out = tmp_path / "demo.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bufmgr", "demo", "--processes", "--duration", "60", "--json", str(out)],
-        cwd=PKG_PARENT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        status = re.compile(r"^\s*\d+\.\ds  capture ")
-        line = ""
-        deadline = time.monotonic() + 60
-        while not status.match(line) and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line and proc.poll() is not None:
-                break
-        assert status.match(line), f"no status line: {line!r}"
-        proc.send_signal(signal.SIGINT)  # to the parent only; it stops capture, the stages drain
-        stdout, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, stdout
+    returncode, stdout, s = interrupt_demo(tmp_path, "--processes", start_s=60.0)
+    assert returncode == 0, stdout
     assert "stopped early by Ctrl-C" in stdout
-    s = json.loads(out.read_text())
     _check_demo_summary(s)
     assert s["produced"] < 60 * 200 * 2
 

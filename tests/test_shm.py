@@ -18,19 +18,14 @@ import bufmgr
 from bufmgr import shm
 from bufmgr._errors import ShutDown
 
-from shm_helpers import conserved, left_behind, needs_numpy, needs_shm, np, segments
+from shm_helpers import assert_no_segments_left, conserved, needs_numpy, needs_shm, np, segments
 
 
 @pytest.fixture(autouse=True)
 def no_leftover_segments():
     before = segments()
     yield
-    gc.collect()
-    left = left_behind(before)
-    details = [e for e in shm.list_segments() if e["name"] in left]  # for the message
-    for name in left:  # do not poison the next tests
-        os.unlink(os.path.join(shm.SHM_DIR, name))
-    assert not left, f"test left shared segments behind: {details}"
+    assert_no_segments_left(before, settle_s=0.0)
 
 
 def test_without_compiled_core_construction_says_so():

@@ -24,8 +24,8 @@ import pytest
 import bufmgr
 from bufmgr import shm
 
-from shm_helpers import (DEADLINE_S, check_frame, conserved, key_of, left_behind, needs_numpy, needs_shm,
-                         segments, stamp, wait_until, waitpid_bounded)
+from shm_helpers import (DEADLINE_S, assert_no_segments_left, check_frame, conserved, join_bounded, key_of,
+                         needs_numpy, needs_shm, segments, stamp, wait_until, waitpid_bounded)
 
 pytestmark = [needs_shm, needs_numpy]
 
@@ -39,27 +39,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(bufmgr.__file__)))
 def no_leftover_segments():
     before = segments()
     yield
-    gc.collect()
-    deadline = time.monotonic() + 5  # children exiting right now may still hold a name
-    while left_behind(before) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    left = left_behind(before)
-    details = [e for e in shm.list_segments() if e["name"] in left]  # for the message
-    for name in left:
-        os.unlink(os.path.join(shm.SHM_DIR, name))
-    assert not left, f"test left shared segments behind: {details}"
+    assert_no_segments_left(before)  # children exiting right now may still hold a name
 
 
-def _join(procs, timeout=DEADLINE_S):
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        p.join(max(0.1, deadline - time.monotonic()))
-    stuck = [p for p in procs if p.is_alive()]
-    for p in stuck:
-        p.kill()
-        p.join(5)
-    assert not stuck, f"liveness: {len(stuck)} child processes still running after {timeout} s"
-    return [p.exitcode for p in procs]
+_join = join_bounded
 
 
 # ---- integrity: 2 producers x 3 consumers, every byte checked -------------------------

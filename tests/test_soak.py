@@ -60,40 +60,51 @@ def test_soak_seed(FrameQueue, seed):
     assert res.ops > 0 and res.stats["puts"] > 0
 
 
+class _WrappedQueue:
+    """A queue the harness drives that wraps a real one (``base``, set by a
+    subclass); a subclass breaks get() in the way its test must catch."""
+
+    base: type
+
+    def __init__(self, maxsize, overflow):
+        self._q = self.base(maxsize, overflow)
+
+    def __getattr__(self, name):
+        return getattr(self._q, name)
+
+    def __len__(self):
+        return len(self._q)
+
+    def get_nowait(self):
+        return self.get(False)
+
+
+def _broken_queue_config(FrameQueue):
+    """One short, fault-free seed: what a broken queue must fail."""
+    return soak.SeedConfig(seed=1, impl=_impl_name(FrameQueue), duration=0.3, maxsize=0,
+                           overflow="block", shutdown_at=0.2, shutdown_mode="graceful",
+                           fault_rate=0.0, switch_interval=0.005, threads=2)
+
+
 def test_harness_detects_a_lost_item(FrameQueue):
     """The checks are not vacuous: a queue that silently loses one item
     (counted nowhere) must fail conservation."""
 
-    base = FrameQueue
+    class LosingQueue(_WrappedQueue):
+        """Swallows the 10th delivered item."""
 
-    class LosingQueue:
-        """Wraps the real queue; swallows the 10th delivered item."""
-
-        def __init__(self, maxsize, overflow):
-            self._q = base(maxsize, overflow)
-            self._n = 0
-
-        def __getattr__(self, name):
-            return getattr(self._q, name)
-
-        def __len__(self):
-            return len(self._q)
-
-        def get_nowait(self):
-            return self.get(False)
+        base = FrameQueue
+        n = 0
 
         def get(self, block=True, timeout=None):
             item = self._q.get(block, timeout)
-            self._n += 1
-            if self._n == 10:
+            self.n += 1
+            if self.n == 10:
                 self._q.task_done()
                 item = self._q.get(block, timeout)  # the 10th vanishes
             return item
 
-    cfg = soak.SeedConfig(seed=1, impl=_impl_name(FrameQueue), duration=0.3, maxsize=0,
-                          overflow="block", shutdown_at=0.2, shutdown_mode="graceful",
-                          fault_rate=0.0, switch_interval=0.005, threads=2)
-    res = soak.run_seed(cfg, liveness_s=30.0, cls=LosingQueue)
+    res = soak.run_seed(_broken_queue_config(FrameQueue), liveness_s=30.0, cls=LosingQueue)
     assert not res.ok
     assert any("gets" in e or "lost" in e or "exact accounting" in e for e in res.errors), res.errors
 
@@ -106,7 +117,6 @@ def test_harness_detects_a_kept_blob_reference(FrameQueue, keeper):
     must fail it, on every interpreter (3.14's borrowed stack references
     included)."""
 
-    base = FrameQueue
     kept = []
 
     def keep(blob):
@@ -118,21 +128,11 @@ def test_harness_detects_a_kept_blob_reference(FrameQueue, keeper):
             except RuntimeError as exc:
                 kept.append(exc)  # exc -> traceback -> this frame -> blob
 
-    class KeepingQueue:
-        """Wraps the real queue; keeps a reference to the blob of the first
-        few items it delivers (the items themselves are released)."""
+    class KeepingQueue(_WrappedQueue):
+        """Keeps a reference to the blob of the first few items it delivers
+        (the items themselves are released)."""
 
-        def __init__(self, maxsize, overflow):
-            self._q = base(maxsize, overflow)
-
-        def __getattr__(self, name):
-            return getattr(self._q, name)
-
-        def __len__(self):
-            return len(self._q)
-
-        def get_nowait(self):
-            return self.get(False)
+        base = FrameQueue
 
         def get(self, block=True, timeout=None):
             item = self._q.get(block, timeout)
@@ -140,10 +140,7 @@ def test_harness_detects_a_kept_blob_reference(FrameQueue, keeper):
                 keep(item.blob)
             return item
 
-    cfg = soak.SeedConfig(seed=1, impl=_impl_name(FrameQueue), duration=0.3, maxsize=0,
-                          overflow="block", shutdown_at=0.2, shutdown_mode="graceful",
-                          fault_rate=0.0, switch_interval=0.005, threads=2)
-    res = soak.run_seed(cfg, liveness_s=30.0, cls=KeepingQueue)
+    res = soak.run_seed(_broken_queue_config(FrameQueue), liveness_s=30.0, cls=KeepingQueue)
     assert len(kept) == 3
     assert not res.ok
     assert any(e.startswith("blob refcounts") for e in res.errors), res.errors

@@ -167,7 +167,7 @@ class CaptureSchedule:
 
 class Pipeline:
     def __init__(self, args: Any) -> None:
-        from bufmgr.manager import DEFAULT_QUEUES, BufferManager
+        from bufmgr.manager import BufferManager
 
         self.rate = float(args.rate)
         self.duration = float(args.duration)
@@ -175,14 +175,7 @@ class Pipeline:
         self.policy = args.policy
         self.slow = args.slow
         self.slow_factor = float(args.slow_factor)
-        cap = args.capacity
-        if cap == "manager":
-            caps = dict(DEFAULT_QUEUES)
-        else:
-            if cap is None:  # hold DEFAULT_QUEUE_S of capture per queue
-                cap = max(4, int(round(self.rate * DEFAULT_QUEUE_S)))
-            caps = {name: int(cap) for name in DEFAULT_QUEUES}
-        self.capacities = caps
+        self.capacities = caps = capacities(args.capacity, self.rate)
         self.manager = BufferManager(queues={name: (cap, self.policy) for name, cap in caps.items()})
         self.counters = Counters()
         for stage in STAGES:
@@ -367,34 +360,9 @@ class Pipeline:
         evicted/refused so far; * marks the slowed stage.
         """
         stats = self.manager.get_performance_stats()["components"]
+        totals = {stage: self.stage_total(stage) for stage in STAGES}
         elapsed = max(0.0, time.perf_counter() - self.t0)
-        full, compact = [], []
-        short = {"capture": "cap", "processing": "proc", "storage": "stor", "consumer": "out"}
-        for stage in STAGES:
-            total = self.stage_total(stage)
-            rate = (total - last[stage]) / dt if dt > 0 else 0.0
-            last[stage] = total
-            star = "*" if self.slow == stage else ""
-            label = "out" if stage == "consumer" else stage
-            f_part = f"{label}{star} {rate:.0f}/s"
-            c_part = f"{short[stage]}{star} {rate:.0f}"
-            if stage in GROUPS:
-                depth = sum(stats[f"{stage}_{ch}"]["size"] for ch in CHANNELS)
-                f_part += f" q{depth}"
-                c_part += f" q{depth}"
-                dropped = sum(stats[f"{stage}_{ch}"]["dropped"] for ch in CHANNELS)
-                if dropped:
-                    f_part += f" drop{dropped}"
-                    c_part += f" d{dropped}"
-            full.append(f_part)
-            compact.append(c_part)
-        head = f"{elapsed:4.1f}s  "
-        tail = ""
-        lat = self.latencies["left"][-200:] + self.latencies["right"][-200:]
-        if lat:
-            lat.sort()
-            tail = f" | p50 {_fmt_s(percentile(lat, 50)).replace(' ', '')}"
-        return head + " | ".join(full) + tail, head + " ".join(f"[{c}]" for c in compact) + tail
+        return status_text(elapsed, totals, stats, last, dt, self.slow, self.latencies)
 
     def banner(self) -> str:
         caps = "/".join(str(self.capacities[f"{g}_left"]) for g in GROUPS)
@@ -427,24 +395,9 @@ class Pipeline:
             drops = sum(dropped[f"{g}_{ch}"] + cleared[f"{g}_{ch}"] + left_queued[f"{g}_{ch}"] for g in GROUPS)
             explained = delivered[ch] + drops + (refusals if refusals_counted_apart else 0)
             lost[ch] = produced[ch] - explained
-        in_order = {ch: all(a < b for a, b in zip(self.seqs[ch], self.seqs[ch][1:])) for ch in CHANNELS}
-        unique = {ch: len(set(self.seqs[ch])) for ch in CHANNELS}
-        lat = sorted(self.latencies["left"] + self.latencies["right"])
-
-        def ms(x: float | None) -> float | None:
-            return None if x is None else round(x * 1e3, 3)
-
         cap_end = self.t_capture_end or (self.t0 + wall)
         return {
-            "options": {
-                "duration_s": self.duration,
-                "rate_per_channel": self.rate,
-                "payload_bytes": self.size,
-                "policy": self.policy,
-                "capacities": self.capacities,
-                "slow": self.slow,
-                "slow_factor": self.slow_factor if self.slow else None,
-            },
+            "options": summary_options(self),
             "implementation": stats.get("implementation"),
             "wall_s": round(wall, 3),
             "drain_s": round(max(0.0, self.t0 + wall - cap_end), 3),
@@ -468,16 +421,7 @@ class Pipeline:
             "left_queued": sum(left_queued.values()),
             "lost": sum(lost.values()),
             "lost_per_channel": lost,
-            "duplicates": sum(delivered[ch] - unique[ch] for ch in CHANNELS),
-            "in_order": all(in_order.values()),
-            "bad_payloads": self.bad_payloads,
-            "latency_ms": {
-                "count": len(lat),
-                "p50": ms(percentile(lat, 50)),
-                "p90": ms(percentile(lat, 90)),
-                "p99": ms(percentile(lat, 99)),
-                "max": ms(lat[-1] if lat else None),
-            },
+            **delivery_summary(self),
             "errors": list(self.errors),
             "notes": list(self.errors_soft),
         }
@@ -539,13 +483,8 @@ def run(args: Any) -> int:
         from . import demo_procs
 
         return demo_procs.run(args)
-    if args.json:
-        from .bench import output_path_problem
-
-        problem = output_path_problem(args.json)
-        if problem:
-            print(f"bufmgr demo: error: cannot write --json {args.json}: {problem}", file=sys.stderr)
-            return 2
+    if not json_path_ok(args.json):
+        return 2
     # A refused put logs a warning per frame (that is what the replaced
     # manager did); the summary counts them instead.
     mlog = logging.getLogger("bufmgr.manager")
@@ -568,15 +507,126 @@ def run(args: Any) -> int:
     finally:
         pipe.manager.cleanup()
         mlog.setLevel(old)
+    return report(summary, args.json)
+
+
+# -- what the threaded and the process demo (bufmgr/cli/demo_procs.py) share ------
+
+
+def capacities(capacity: int | str | None, rate: float) -> dict[str, int]:
+    """Slots per queue/ring, by name: --capacity N, "manager" (BufferManager's
+    defaults) or None (DEFAULT_QUEUE_S of capture at ``rate``)."""
+    from bufmgr.manager import DEFAULT_QUEUES
+
+    if capacity == "manager":
+        return dict(DEFAULT_QUEUES)
+    if capacity is None:  # hold DEFAULT_QUEUE_S of capture per queue
+        capacity = max(4, int(round(rate * DEFAULT_QUEUE_S)))
+    return {name: int(capacity) for name in DEFAULT_QUEUES}
+
+
+def status_text(
+    elapsed: float,
+    totals: dict[str, int],
+    stats: dict[str, Any],
+    last: dict[str, int],
+    dt: float,
+    slow: str | None,
+    latencies: dict[str, list[float]],
+) -> tuple[str, str]:
+    """(full, compact) status line from each stage's items so far (``totals``,
+    both channels) and each queue's stats() (size, dropped) by name;
+    ``last`` (the totals of the previous update) is updated in place."""
+    full, compact = [], []
+    short = {"capture": "cap", "processing": "proc", "storage": "stor", "consumer": "out"}
+    for stage in STAGES:
+        total = totals[stage]
+        rate = (total - last[stage]) / dt if dt > 0 else 0.0
+        last[stage] = total
+        star = "*" if slow == stage else ""
+        label = "out" if stage == "consumer" else stage
+        f_part = f"{label}{star} {rate:.0f}/s"
+        c_part = f"{short[stage]}{star} {rate:.0f}"
+        if stage in GROUPS:
+            depth = sum(stats[f"{stage}_{ch}"]["size"] for ch in CHANNELS)
+            f_part += f" q{depth}"
+            c_part += f" q{depth}"
+            dropped = sum(stats[f"{stage}_{ch}"]["dropped"] for ch in CHANNELS)
+            if dropped:
+                f_part += f" drop{dropped}"
+                c_part += f" d{dropped}"
+        full.append(f_part)
+        compact.append(c_part)
+    head = f"{elapsed:4.1f}s  "
+    tail = ""
+    lat = latencies["left"][-200:] + latencies["right"][-200:]
+    if lat:
+        lat.sort()
+        tail = f" | p50 {_fmt_s(percentile(lat, 50)).replace(' ', '')}"
+    return head + " | ".join(full) + tail, head + " ".join(f"[{c}]" for c in compact) + tail
+
+
+def summary_options(pipe: Any) -> dict[str, Any]:
+    """The summary's "options": what the pipeline ran with."""
+    return {
+        "duration_s": pipe.duration,
+        "rate_per_channel": pipe.rate,
+        "payload_bytes": pipe.size,
+        "policy": pipe.policy,
+        "capacities": pipe.capacities,
+        "slow": pipe.slow,
+        "slow_factor": pipe.slow_factor if pipe.slow else None,
+    }
+
+
+def delivery_summary(pipe: Any) -> dict[str, Any]:
+    """The summary's checks of what the consumer got: duplicates, order,
+    corrupted payloads, capture -> consumer latency."""
+    seqs = pipe.seqs
+    in_order = all(all(a < b for a, b in zip(seqs[ch], seqs[ch][1:])) for ch in CHANNELS)
+    lat = sorted(pipe.latencies["left"] + pipe.latencies["right"])
+
+    def ms(x: float | None) -> float | None:
+        return None if x is None else round(x * 1e3, 3)
+
+    return {
+        "duplicates": sum(len(seqs[ch]) - len(set(seqs[ch])) for ch in CHANNELS),
+        "in_order": in_order,
+        "bad_payloads": pipe.bad_payloads,
+        "latency_ms": {
+            "count": len(lat),
+            "p50": ms(percentile(lat, 50)),
+            "p90": ms(percentile(lat, 90)),
+            "p99": ms(percentile(lat, 99)),
+            "max": ms(lat[-1] if lat else None),
+        },
+    }
+
+
+def json_path_ok(path: str | None) -> bool:
+    """False (the reason printed) when --json names a file that cannot be written."""
+    if path:
+        from .bench import output_path_problem
+
+        problem = output_path_problem(path)
+        if problem:
+            print(f"bufmgr demo: error: cannot write --json {path}: {problem}", file=sys.stderr)
+            return False
+    return True
+
+
+def report(summary: dict[str, Any], json_path: str | None) -> int:
+    """Print the summary (and write it to --json); the exit status: 1 when a
+    frame was lost, duplicated, reordered or corrupted, or anything failed."""
     print(format_summary(summary))
-    if args.json:
+    if json_path:
         try:
-            with open(args.json, "w", encoding="utf-8") as fh:
+            with open(json_path, "w", encoding="utf-8") as fh:
                 json.dump(summary, fh, indent=2)
                 fh.write("\n")
         except OSError as exc:
-            print(f"bufmgr demo: error: cannot write --json {args.json}: {exc}", file=sys.stderr)
+            print(f"bufmgr demo: error: cannot write --json {json_path}: {exc}", file=sys.stderr)
             return 2
-        print(f"wrote {args.json}")
+        print(f"wrote {json_path}")
     bad = summary["lost"] or summary["duplicates"] or not summary["in_order"] or summary["bad_payloads"] or summary["errors"]
     return 1 if bad else 0

@@ -26,7 +26,6 @@ lost on the way out. ``lost`` is what no counter explains; it must be 0.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -38,7 +37,6 @@ from typing import Any
 from . import demo
 from .demo import (
     CHANNELS,
-    DEFAULT_QUEUE_S,
     GROUPS,
     HEADER,
     JOIN_DEADLINE_S,
@@ -48,8 +46,6 @@ from .demo import (
     STAGES,
     CaptureSchedule,
     _fmt_bytes,
-    _fmt_s,
-    percentile,
 )
 from .progress import StatusLine, _term_width
 
@@ -196,8 +192,6 @@ def stage_main(stage: str, cfg: dict[str, Any], rings_in: Any, rings_out: Any, e
 
 class ProcessPipeline:
     def __init__(self, args: Any) -> None:
-        from bufmgr.manager import DEFAULT_QUEUES
-
         self.cls = _ring_class()
         self.rate = float(args.rate)
         self.duration = float(args.duration)
@@ -205,14 +199,7 @@ class ProcessPipeline:
         self.policy = args.policy
         self.slow = args.slow
         self.slow_factor = float(args.slow_factor)
-        cap = args.capacity
-        if cap == "manager":
-            caps = dict(DEFAULT_QUEUES)
-        else:
-            if cap is None:
-                cap = max(4, int(round(self.rate * DEFAULT_QUEUE_S)))
-            caps = {name: int(cap) for name in DEFAULT_QUEUES}
-        self.capacities = caps
+        self.capacities = demo.capacities(args.capacity, self.rate)
         self.rings: dict[str, Any] = {}
         self.procs: list[Any] = []
         self.conns: dict[str, Any] = {}
@@ -366,28 +353,7 @@ class ProcessPipeline:
             "storage": sum(st[f"storage_{ch}"]["puts"] for ch in CHANNELS),
             "consumer": sum(self.delivered.values()),
         }
-        short = {"capture": "cap", "processing": "proc", "storage": "stor", "consumer": "out"}
-        full, compact = [], []
-        for stage in STAGES:
-            rate = (totals[stage] - last[stage]) / dt if dt > 0 else 0.0
-            last[stage] = totals[stage]
-            star = "*" if self.slow == stage else ""
-            label = "out" if stage == "consumer" else stage
-            f_part, c_part = f"{label}{star} {rate:.0f}/s", f"{short[stage]}{star} {rate:.0f}"
-            if stage in GROUPS:
-                depth = sum(st[f"{stage}_{ch}"]["size"] for ch in CHANNELS)
-                dropped = sum(st[f"{stage}_{ch}"]["dropped"] for ch in CHANNELS)
-                f_part += f" q{depth}" + (f" drop{dropped}" if dropped else "")
-                c_part += f" q{depth}" + (f" d{dropped}" if dropped else "")
-            full.append(f_part)
-            compact.append(c_part)
-        head = f"{elapsed:4.1f}s  "
-        tail = ""
-        lat = self.latencies["left"][-200:] + self.latencies["right"][-200:]
-        if lat:
-            lat.sort()
-            tail = f" | p50 {_fmt_s(percentile(lat, 50)).replace(' ', '')}"
-        return head + " | ".join(full) + tail, head + " ".join(f"[{c}]" for c in compact) + tail
+        return demo.status_text(elapsed, totals, st, last, dt, self.slow, self.latencies)
 
     def banner(self) -> str:
         caps = "/".join(str(self.capacities[f"{g}_left"]) for g in GROUPS)
@@ -421,25 +387,9 @@ class ProcessPipeline:
                 for g in GROUPS
             )
             lost[ch] = produced[ch] - explained
-        in_order = {ch: all(a < b for a, b in zip(self.seqs[ch], self.seqs[ch][1:])) for ch in CHANNELS}
-        unique = {ch: len(set(self.seqs[ch])) for ch in CHANNELS}
-        lat = sorted(self.latencies["left"] + self.latencies["right"])
         overrun = {ch: int(cap_t["overrun"].get(ch, 0)) for ch in CHANNELS}
-
-        def ms(x: float | None) -> float | None:
-            return None if x is None else round(x * 1e3, 3)
-
         return {
-            "options": {
-                "duration_s": self.duration,
-                "rate_per_channel": self.rate,
-                "payload_bytes": self.size,
-                "policy": self.policy,
-                "capacities": self.capacities,
-                "slow": self.slow,
-                "slow_factor": self.slow_factor if self.slow else None,
-                "processes": True,
-            },
+            "options": {**demo.summary_options(self), "processes": True},
             "implementation": "SharedFrameRing",
             "transport": "SharedFrameRing x 6, capture / processing / storage in 3 processes "
             f"(pids {self.pids.get('capture')}/{self.pids.get('processing')}/{self.pids.get('storage')})",
@@ -461,16 +411,7 @@ class ProcessPipeline:
             "left_queued": sum(left_queued.values()),
             "lost": sum(lost.values()),
             "lost_per_channel": lost,
-            "duplicates": sum(delivered[ch] - unique[ch] for ch in CHANNELS),
-            "in_order": all(in_order.values()),
-            "bad_payloads": self.bad_payloads,
-            "latency_ms": {
-                "count": len(lat),
-                "p50": ms(percentile(lat, 50)),
-                "p90": ms(percentile(lat, 90)),
-                "p99": ms(percentile(lat, 99)),
-                "max": ms(lat[-1] if lat else None),
-            },
+            **demo.delivery_summary(self),
             "ring_stats": st,
             "ring_names": {name: str(ring.name) for name, ring in self.rings.items()},
             "errors": list(self.errors),
@@ -479,13 +420,8 @@ class ProcessPipeline:
 
 
 def run(args: Any) -> int:
-    if args.json:
-        from .bench import output_path_problem
-
-        problem = output_path_problem(args.json)
-        if problem:
-            print(f"bufmgr demo: error: cannot write --json {args.json}: {problem}", file=sys.stderr)
-            return 2
+    if not demo.json_path_ok(args.json):
+        return 2
     try:
         pipe = ProcessPipeline(args)
     except RuntimeError as exc:
@@ -513,15 +449,4 @@ def run(args: Any) -> int:
         summary = pipe.summary(wall)
     finally:
         pipe.close_rings()
-    print(demo.format_summary(summary))
-    if args.json:
-        try:
-            with open(args.json, "w", encoding="utf-8") as fh:
-                json.dump(summary, fh, indent=2)
-                fh.write("\n")
-        except OSError as exc:
-            print(f"bufmgr demo: error: cannot write --json {args.json}: {exc}", file=sys.stderr)
-            return 2
-        print(f"wrote {args.json}")
-    bad = summary["lost"] or summary["duplicates"] or not summary["in_order"] or summary["bad_payloads"] or summary["errors"]
-    return 1 if bad else 0
+    return demo.report(summary, args.json)

@@ -63,6 +63,7 @@ about ``seconds``. The same :class:`Session` drives the pytest-benchmark suite
 from __future__ import annotations
 
 import array
+import functools
 import json
 import multiprocessing as mp
 import multiprocessing.connection as mpc
@@ -73,6 +74,8 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
+
+from .bench import _int, _ratio
 
 try:
     import numpy as np
@@ -419,6 +422,28 @@ class _Producer:
         self.produce, self.mark, self.end = produce, mark, end
 
 
+def _until_own_deadline(call: Callable[..., Any], st: Any) -> Callable[[float], Any]:
+    """``call(timeout=...)`` again until the caller's own deadline.
+
+    faster-fifo's get/get_many(timeout=60) sometimes raises Empty long before
+    60 s when several consumers wait (seen here with 4 consumers of 6 MB
+    frames): what a user has to do is wait again until their own deadline.
+    Each early Empty is counted in ``st.early_empty``."""
+    import queue as _queue
+
+    def call_until(timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return call(timeout=max(0.001, deadline - time.monotonic()))
+            except _queue.Empty:
+                if time.monotonic() >= deadline:
+                    raise
+                st.early_empty += 1
+
+    return call_until
+
+
 class _Consumer:
     """consume() -> 'mark' | 'end' for one transport, in a consumer process;
     it checks every item's stamps and keeps the sequence numbers it saw."""
@@ -516,27 +541,17 @@ class _Consumer:
                     st.last = last
 
         elif t == "faster-fifo-many":
-            import queue as _queue
-
             q = handle
-            qget_many, qput = q.get_many, q.put
+            qput = q.put
             self.early_empty = 0
+            get_many = _until_own_deadline(functools.partial(q.get_many, max_messages_to_get=BATCH), st)
 
             def consume() -> str:
                 delivered = torn = disorder = 0
                 last = st.last
                 try:
                     while True:
-                        deadline = time.monotonic() + GET_TIMEOUT_S
-                        while True:
-                            try:
-                                batch = qget_many(timeout=max(0.001, deadline - time.monotonic()),
-                                                  max_messages_to_get=BATCH)
-                                break
-                            except _queue.Empty:
-                                if time.monotonic() >= deadline:
-                                    raise
-                                st.early_empty += 1
+                        batch = get_many(GET_TIMEOUT_S)
                         marks = ends = 0
                         for item in batch:
                             if item is None:
@@ -572,25 +587,8 @@ class _Consumer:
             q = handle
             timeout = GET_TIMEOUT_S
             if t == "faster-fifo":
-                import queue as _queue
-
-                qget = q.get
                 self.early_empty = 0
-
-                def get(timeout: float) -> Any:
-                    # faster-fifo's get(timeout=60) sometimes raises Empty long
-                    # before 60 s when several consumers wait (seen here with
-                    # 4 consumers of 6 MB frames): what a user has to do is
-                    # wait again until their own deadline. Counted.
-                    deadline = time.monotonic() + timeout
-                    while True:
-                        try:
-                            return qget(timeout=max(0.001, deadline - time.monotonic()))
-                        except _queue.Empty:
-                            if time.monotonic() >= deadline:
-                                raise
-                            st.early_empty += 1
-
+                get = _until_own_deadline(q.get, st)
             else:
                 get = q.get
 
@@ -1287,14 +1285,6 @@ def _si(x: float | None) -> str:
         if x >= div:
             return f"{x / div:.2f}{suffix}"
     return f"{x:.0f} "
-
-
-def _ratio(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f}x"
-
-
-def _int(x: int | None) -> str:
-    return "-" if x is None else f"{x:,}"
 
 
 def _render(table: list[tuple[str, ...]]) -> list[str]:

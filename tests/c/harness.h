@@ -1,5 +1,5 @@
 /* tests/c/harness.h - what the C stress harnesses (ring_stress.c,
- * pool_stress.c) share: the BM_MALLOC/BM_FREE allocation hooks, failure
+ * pool_stress.c, shm_stress.c) share: the BM_MALLOC/BM_FREE allocation hooks, failure
  * reporting (CHECK, FAILF), the SIGALRM watchdog, item-count scaling,
  * sleeping and timing, thread start/join, a xorshift PRNG, and main's
  * start/finish (scale, watchdog, leak check, the final "passed" line).
@@ -12,6 +12,8 @@
  *                       goes through them (ring.h only picks BM_MALLOC up if
  *                       it is defined before ring.h is first included)
  *   HARNESS_SCALED_MIN  the smallest item count scaled() returns
+ * and, for the frame-contents helpers (frame_key, frame_size, stamp,
+ * verify: pool_stress.c and shm_stress.c), HARNESS_FRAMES.
  *
  * Everything is static: each harness is one translation unit (and
  * tests/c/ring_stress_win.c includes a harness .c whole, after mapping its
@@ -195,5 +197,43 @@ static void harness_finish(const char *harness, const char *what) {
     printf("%s: all scenarios passed (scale %.2f, %.2fs)\n", harness, g_scale,
            secs_since(g_main_t0));
 }
+
+#ifdef HARNESS_FRAMES
+/* ---- frame contents (pool_stress.c, shm_stress.c) -------------------------- */
+
+/* Frame (producer p, number n): a 64-bit key, a size derived from it, and a
+ * byte pattern derived from (key, offset): a frame mixing two writes, a
+ * stale tail, a shifted copy or a wrong nbytes cannot verify. */
+static uint64_t frame_key(unsigned p, uint64_t n) { return ((uint64_t)(p + 1) << 48) | n; }
+
+static size_t frame_size(uint64_t key, size_t frame_bytes) {
+    uint64_t h = key * 0x9E3779B97F4A7C15ull;
+    size_t lo = frame_bytes / 2;
+    return lo + (size_t)((h >> 20) % (frame_bytes - lo + 1)); /* [fb/2, fb] */
+}
+
+static inline unsigned char pattern(uint64_t key, size_t i) {
+    uint64_t x = key ^ ((uint64_t)i * 0xD6E8FEB86659FD93ull);
+    return (unsigned char)(x ^ (x >> 29) ^ (x >> 47));
+}
+
+static void stamp(unsigned char *dst, uint64_t key, size_t nbytes) {
+    /* the key itself first, so a reader can tell which frame it has */
+    size_t i = 0;
+    for (; i < 8 && i < nbytes; i++) dst[i] = (unsigned char)(key >> (8 * i));
+    for (; i < nbytes; i++) dst[i] = pattern(key, i);
+}
+
+/* 0 if intact; else 1 + the first bad offset */
+static size_t verify(const unsigned char *src, size_t nbytes, size_t frame_bytes, uint64_t *key_out) {
+    uint64_t key = 0;
+    for (size_t i = 0; i < 8; i++) key |= (uint64_t)src[i] << (8 * i);
+    *key_out = key;
+    if (frame_size(key, frame_bytes) != nbytes) return 1;
+    for (size_t i = 8; i < nbytes; i++)
+        if (src[i] != pattern(key, i)) return 1 + i;
+    return 0;
+}
+#endif /* HARNESS_FRAMES */
 
 #endif /* BUFMGR_TESTS_HARNESS_H */

@@ -37,6 +37,7 @@
 
 #define HARNESS_HEADER "bufmgr/shmring.h"
 #define HARNESS_SCALED_MIN 16
+#define HARNESS_FRAMES 1
 #include "harness.h"
 
 #include <dirent.h>
@@ -50,36 +51,7 @@ static const char *new_name(void) {
     return g_name;
 }
 
-/* ---- frame contents (the pool_stress.c scheme) ---------------------------- */
-
-static uint64_t frame_key(unsigned p, uint64_t n) { return ((uint64_t)(p + 1) << 48) | n; }
-
-static size_t frame_size(uint64_t key, size_t frame_bytes) {
-    uint64_t h = key * 0x9E3779B97F4A7C15ull;
-    size_t lo = frame_bytes / 2;
-    return lo + (size_t)((h >> 20) % (frame_bytes - lo + 1));
-}
-
-static inline unsigned char pattern(uint64_t key, size_t i) {
-    uint64_t x = key ^ ((uint64_t)i * 0xD6E8FEB86659FD93ull);
-    return (unsigned char)(x ^ (x >> 29) ^ (x >> 47));
-}
-
-static void stamp(unsigned char *dst, uint64_t key, size_t nbytes) {
-    size_t i = 0;
-    for (; i < 8 && i < nbytes; i++) dst[i] = (unsigned char)(key >> (8 * i));
-    for (; i < nbytes; i++) dst[i] = pattern(key, i);
-}
-
-static size_t verify(const unsigned char *src, size_t nbytes, size_t frame_bytes, uint64_t *key_out) {
-    uint64_t key = 0;
-    for (size_t i = 0; i < 8; i++) key |= (uint64_t)src[i] << (8 * i);
-    *key_out = key;
-    if (frame_size(key, frame_bytes) != nbytes) return 1;
-    for (size_t i = 8; i < nbytes; i++)
-        if (src[i] != pattern(key, i)) return 1 + i;
-    return 0;
-}
+/* frame contents (frame_key, frame_size, stamp, verify): harness.h */
 
 static unsigned char *slot_data(bm_shm *r, uint32_t s) { return r->data + (size_t)s * r->h->g.stride; }
 
