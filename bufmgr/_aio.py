@@ -153,17 +153,24 @@ class Waiters:
     # -- registry (any thread) ------------------------------------------------
 
     def _register(self, fut: asyncio.Future, loop: asyncio.AbstractEventLoop) -> None:
-        with self._lock:
+        try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
+            self._lock.acquire()
             waiting = self._waiting
             waiting[fut] = loop
             if not self._active:
                 self._active = True
                 if self._on_active is not None:
                     self._on_active(True)
+        finally:
+            try:
+                self._lock.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
 
     def _unregister(self, fut: asyncio.Future) -> bool:
         """Remove a registered future; False if notify had picked it already."""
-        with self._lock:
+        try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
+            self._lock.acquire()
             waiting = self._waiting
             if waiting.pop(fut, None) is None:
                 return False
@@ -172,6 +179,11 @@ class Waiters:
                 if self._on_active is not None:
                     self._on_active(False)
             return True
+        finally:
+            try:
+                self._lock.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
 
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiters (oldest first, any loops). Any thread;
@@ -181,7 +193,8 @@ class Waiters:
             # Every instruction here is on the put -> resume latency, so the
             # loop is rung first thing, with the lock still held (harmless:
             # call_soon_threadsafe only queues and writes the self-pipe).
-            with self._lock:
+            try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
+                self._lock.acquire()
                 waiting, deliveries = self._waiting, self._deliveries
                 if waiting and not deliveries:
                     fut, loop = waiting.popitem(last=False)
@@ -193,9 +206,15 @@ class Waiters:
                         deliveries.pop(loop, None)
                         waiting[fut] = loop
                         waiting.move_to_end(fut, last=False)
+            finally:
+                try:
+                    self._lock.release()
+                except RuntimeError:  # acquire() was interrupted before it took the lock
+                    pass
         while n > 0:
             schedule = []
-            with self._lock:
+            try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
+                self._lock.acquire()
                 waiting, deliveries = self._waiting, self._deliveries
                 if deliveries:
                     n += self._reclaim_closed_locked()
@@ -209,15 +228,12 @@ class Waiters:
                         if self._on_active is not None:
                             self._on_active(False)
                     return
-                while n > 0 and waiting:
-                    fut, loop = waiting.popitem(last=False)
-                    batch = deliveries.get(loop)
-                    if batch is None:
-                        deliveries[loop] = [fut]
-                        schedule.append(loop)
-                    else:  # a delivery is on its way to that loop: ride along
-                        batch.append(fut)
-                    n -= 1
+                self._pick_locked(n, schedule)
+            finally:
+                try:
+                    self._lock.release()
+                except RuntimeError:  # acquire() was interrupted before it took the lock
+                    pass
             n = 0
             for loop in schedule:  # outside the lock: it writes the loop's self-pipe
                 try:
@@ -225,6 +241,28 @@ class Waiters:
                 except RuntimeError:  # a closed loop: its tasks can never run again
                     n += self._drop_loop(loop)
             # n > 0: wake-ups meant for a closed loop, give them to others
+
+    def _pick_locked(self, n: int, schedule: list[asyncio.AbstractEventLoop]) -> None:
+        """notify's loop (lock held): pick up to ``n`` waiters, oldest first;
+        loops that need a delivery scheduled go into ``schedule``. (No loop
+        is written directly in a critical section: bufmgr/_pyqueue.py's
+        docstring.)"""
+        waiting, deliveries = self._waiting, self._deliveries
+        while n > 0 and waiting:
+            fut, loop = waiting.popitem(last=False)
+            batch = deliveries.get(loop)
+            if batch is None:
+                deliveries[loop] = [fut]
+                schedule.append(loop)
+            else:  # a delivery is on its way to that loop: ride along
+                batch.append(fut)
+            n -= 1
+
+    def _forget_locked(self, closed: Callable[[asyncio.AbstractEventLoop], bool]) -> None:
+        """Drop the registered waiters whose loop ``closed()`` says is gone (lock held)."""
+        waiting = self._waiting
+        for fut in [f for f, lp in waiting.items() if closed(lp)]:
+            del waiting[fut]
 
     def notify_all(self) -> None:
         """Wake every registered waiter (shutdown)."""
@@ -235,10 +273,10 @@ class Waiters:
         closed loops and deliveries to them, and clear the active flag when
         nobody is registered (the flag notify leaves set after picking the
         last waiter). Returns how many waiters are registered."""
-        with self._lock:
+        try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
+            self._lock.acquire()
             waiting = self._waiting
-            for fut in [f for f, lp in waiting.items() if lp.is_closed()]:
-                del waiting[fut]
+            self._forget_locked(lambda lp: lp.is_closed())
             if self._deliveries:
                 self._reclaim_closed_locked()
             if not waiting and self._active:
@@ -246,15 +284,24 @@ class Waiters:
                 if self._on_active is not None:
                     self._on_active(False)
             return len(waiting)
+        finally:
+            try:
+                self._lock.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
 
     def _drop_loop(self, loop: asyncio.AbstractEventLoop) -> int:
         """Forget every future of a closed loop; return how many wake-ups
         had been picked for it (to give to others)."""
-        with self._lock:
+        try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
+            self._lock.acquire()
             n = len(self._deliveries.pop(loop, ()))
-            waiting = self._waiting
-            for fut in [f for f, lp in waiting.items() if lp is loop]:
-                del waiting[fut]
+            self._forget_locked(lambda lp: lp is loop)
+        finally:
+            try:
+                self._lock.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         return n
 
     def _reclaim_closed_locked(self) -> int:
@@ -266,8 +313,14 @@ class Waiters:
 
     def _deliver(self, loop: asyncio.AbstractEventLoop) -> None:
         """In ``loop``'s thread: resolve the futures picked for it."""
-        with self._lock:
+        try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
+            self._lock.acquire()
             batch = self._deliveries.pop(loop, None)
+        finally:
+            try:
+                self._lock.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
         if not batch:
             return
         unused = 0
