@@ -639,8 +639,11 @@ cdef class SharedFrame:
         view.readonly = 1
         view.suboffsets = NULL
         view.internal = NULL
+        # as FrameRing (_frc.frame_geometry): a full frame has the ring's
+        # shape/dtype (1-D of the dtype when only a dtype was given); a
+        # partial frame, and every frame of a plain ring, is flat bytes
         nd = len(ring._shape) if self.nbytes == ring.frame_bytes else 0
-        if nd or (ring.itemsize > 1 and self.nbytes % ring.itemsize == 0):
+        if nd or (ring.itemsize > 1 and self.nbytes == ring.frame_bytes):
             view.itemsize = ring.itemsize
             view.format = PyBytes_AS_STRING(ring.fmt) if flags & PyBUF_FORMAT else NULL
             if nd:
@@ -682,12 +685,34 @@ cdef class SharedFrame:
             self._unpin()
         return out
 
+    @property
+    def shape(self):
+        """The shape numpy.asarray(frame) has (as Frame.shape): the ring's
+        shape for a full frame of a ring made with shape=, (frame_bytes //
+        itemsize,) for one made with dtype= only, else (nbytes,)."""
+        cdef SharedFrameRing ring = self.ring
+        if ring is not None and self.nbytes == ring.frame_bytes:
+            if ring._shape:
+                return ring._shape
+            if ring.dtype is not None:
+                return (self.nbytes // ring.itemsize,)
+        return (self.nbytes,)
+
+    @property
+    def dtype(self):
+        """The ring's numpy dtype for a full frame of a ring made with
+        dtype=; None for flat bytes (uint8), as Frame.dtype."""
+        cdef SharedFrameRing ring = self.ring
+        if ring is not None and self.nbytes == ring.frame_bytes:
+            return ring.dtype
+        return None
+
     def __len__(self):
         return self.nbytes
 
     def __repr__(self):
-        return (f"<bufmgr.SharedFrame seq={self.seq} nbytes={self.nbytes} gap={self.gap} "
-                f"released={bool(self._released)}>")
+        return _frc.frame_repr(self.seq, self.nbytes, self._released, self.gap).replace(
+            "bufmgr.Frame", "bufmgr.SharedFrame", 1)
 
     def __reduce__(self):
         raise TypeError("cannot pickle 'SharedFrame' object: it is a view of a shared ring "
@@ -847,11 +872,8 @@ cdef inline size_t _meta_stride(bm_shm *r) noexcept:
 
 
 cdef int64_t _check_ts(object ts) except? -1:
-    if isinstance(ts, bool) or not isinstance(ts, int):
-        raise TypeError(f"timestamp_ns must be an int or None, not {type(ts).__name__!r}")
-    if not (-(1 << 63) < ts < (1 << 63)):
-        raise ValueError(f"timestamp_ns out of range: {ts}")
-    return ts
+    # FrameRing's rule and messages: an int in [0, 2**63 - 1]
+    return _frc.check_timestamp(ts)
 
 
 def _attach(name):
@@ -909,35 +931,19 @@ cdef class SharedFrameRing:
         cdef const char *cdtype
         if self.seg is not None:
             raise RuntimeError("SharedFrameRing.__init__ called twice")
+        # FrameRing's checks, order and messages (_framering_common)
         slots = _frc.check_slots(slots)
-        dt, dstr, fmt, itemsize = None, "", b"B", 1
-        if dtype is not None:
-            dt, dstr, fmt, itemsize = _dtype_info(dtype)
-        if shape is not None:
-            if isinstance(shape, int) and not isinstance(shape, bool):
-                shape = (shape,)
-            if not isinstance(shape, (tuple, list)) or not shape or len(shape) > BM_SHM_MAX_NDIM:
-                raise TypeError(f"shape must be a tuple of 1 to {BM_SHM_MAX_NDIM} ints, got {shape!r}")
-            for d in shape:
-                if isinstance(d, bool) or not isinstance(d, int):
-                    raise TypeError(f"shape must be a tuple of ints, got {shape!r}")
-                if d <= 0:
-                    raise ValueError(f"shape dimensions must be > 0, got {tuple(shape)!r}")
-            shape = tuple(int(d) for d in shape)
-            derived = itemsize
-            for d in shape:
-                derived *= d
-            if frame_bytes is None:
-                frame_bytes = derived
-            elif _frc.check_frame_bytes(frame_bytes) != derived:
-                raise ValueError(f"frame_bytes={frame_bytes} does not match shape={shape} "
-                                 f"and dtype (which need {derived} bytes)")
-        elif frame_bytes is None:
-            raise TypeError("SharedFrameRing() needs frame_bytes or shape")
-        frame_bytes = _frc.check_frame_bytes(frame_bytes)
-        if frame_bytes % itemsize:
-            raise ValueError(f"frame_bytes={frame_bytes} is not a multiple of the dtype's "
-                             f"itemsize {itemsize}")
+        try:
+            frame_bytes, shape, dt, sfmt, itemsize = _frc.check_geometry(frame_bytes, shape, dtype)
+        except TypeError as e:
+            if str(e).startswith("FrameRing()"):
+                raise TypeError("Shared" + str(e)) from None
+            raise
+        dstr, fmt = "", b"B"
+        if dt is not None:
+            dstr, fmt = dt.str, sfmt.encode("ascii")
+            if len(dstr) >= BM_SHM_DTYPE_LEN:  # pragma: no cover - numpy's .str are short
+                raise ValueError(f"dtype {dt!r} is not supported")
         _frc.check_ring_size(slots, frame_bytes)
         overflow = _errors.check_overflow(overflow)
         if isinstance(metadata_bytes, bool) or not isinstance(metadata_bytes, int):
@@ -1208,6 +1214,45 @@ cdef class SharedFrameRing:
         """Equivalent to put(buffer, block=False)."""
         return self._put(buffer, False, None, timestamp_ns, metadata)
 
+    def put_many(self, buffers, block=True, timeout=None):
+        """Put every buffer in order (the overflow policy applied to each);
+        a list with one entry per buffer: its seq, or None where a drop
+        policy refused it. As FrameRing.put_many: every buffer is checked
+        first (TypeError / ValueError before anything is queued); under
+        "block" ``timeout`` bounds the whole call; if it stops early (Full,
+        ShutDown) the frames before the failing one stay queued and the
+        exception propagates."""
+        cdef Py_buffer view
+        cdef double seconds = -1.0, left
+        cdef int64_t deadline = BM_FOREVER
+        cdef bint blk = bool(block)
+        cdef list batch, out
+        self._seg()
+        if blk:
+            seconds = _timeout_seconds(timeout)  # validated before consuming `buffers`
+            deadline = _deadline(seconds)
+        batch = list(buffers)
+        for buffer in batch:  # every check before the first put
+            PyObject_GetBuffer(buffer, &view, PyBUF_FULL_RO)
+            try:
+                if not PyBuffer_IsContiguous(&view, b'C'):
+                    raise _frc.not_contiguous()
+                if view.len > self.frame_bytes:
+                    raise _frc.frame_too_large(view.len, self.frame_bytes)
+            finally:
+                PyBuffer_Release(&view)
+        if not batch and self.is_shutdown:
+            raise ShutDown
+        out = []
+        for buffer in batch:
+            left = seconds
+            if blk and deadline != BM_FOREVER:
+                left = (deadline - bm_now_ns()) / 1e9
+                if left < 0.0:
+                    left = 0.0
+            out.append(self._put(buffer, blk, None if left < 0.0 else left, None, None))
+        return out
+
     def reserve(self, timeout=None):
         """Reserve a free slot to write in place: ``with ring.reserve() as
         slot: numpy.asarray(slot)[...] = ...``. Waits like put() under
@@ -1261,7 +1306,7 @@ cdef class SharedFrameRing:
         f.me = seg.shm.me
         f.me_gen = seg.shm.me_gen
         f.data = seg.shm.data + <size_t>slot * <size_t>seg.shm.h.g.stride
-        f.seq = m.seq
+        f.seq = m.frame_seq  # FrameRing's numbering (m.seq is the ordinal: gaps)
         f.timestamp_ns = m.timestamp_ns
         f.nbytes = <Py_ssize_t>m.nbytes
         f.gap = m.gap
@@ -1359,7 +1404,7 @@ cdef class SharedFrameRing:
                 raise _frc.buffer_too_small(need, view.len)
             if st != BM_OK:
                 _raise(st, True)
-            seq = r.slots[slot].seq
+            seq = r.slots[slot].frame_seq
             _copy(view.buf, r.data + <size_t>slot * <size_t>r.h.g.stride, <size_t>need)
             _lock(r)
             bm_shm_release_locked(r, slot)

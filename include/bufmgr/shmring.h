@@ -60,9 +60,12 @@
  * ---- Accounting (invariant 4), exact at every lock acquisition -------------
  *     puts == next_seq == gets + dropped + reclaimed + cleared + size
  *     slots == free + writing + queued + held
- * Every put is given a seq, also one refused by a drop policy (counted in
- * puts and dropped), so seq gaps are exactly the frames a consumer missed
- * (Frame.gap). gets counts frames at delivery (like pool.h). reclaimed
+ * Every put is given an ordinal (the slot's `seq` field, from next_seq),
+ * also one refused by a drop policy (counted in puts and dropped), so
+ * ordinal gaps are exactly the frames a consumer missed (Frame.gap). The
+ * seq a frame is known by (frame_seq, from next_frame_seq) numbers only the
+ * frames committed, as pool.h's seq does (refused puts get none): FIFO
+ * order is the order of both. gets counts frames at delivery (like pool.h). reclaimed
  * counts FRAMES whose fate a crash left undetermined: a seq was assigned,
  * but the frame was neither got, dropped, cleared nor left queued (e.g. a
  * producer killed between assigning the seq and queueing the slot).
@@ -112,7 +115,7 @@ extern "C" {
 #define BM_SHM_BROKEN 26   /* the mutex is ENOTRECOVERABLE (cannot happen by design) */
 
 #define BM_SHM_MAGIC 0x314d485346554d42ull /* "BMUFSHM1" little-endian */
-#define BM_SHM_LAYOUT_VERSION 1u
+#define BM_SHM_LAYOUT_VERSION 2u /* 2: frame_seq (FrameRing's seq numbering) */
 #define BM_SHM_MAX_PARTICIPANTS 64u
 #define BM_SHM_MAX_NDIM 8
 #define BM_SHM_DTYPE_LEN 16
@@ -170,15 +173,16 @@ typedef struct {
 } bm_shm_participant;
 
 typedef struct {
-    uint64_t seq;          /* QUEUED/HELD: assigned at commit */
+    uint64_t seq;          /* QUEUED/HELD: the put's ordinal (refused puts have one too) */
     int64_t timestamp_ns;  /* QUEUED/HELD: the producer's or bm_now_ns() at commit */
     uint64_t nbytes;       /* QUEUED/HELD: bytes written (<= frame_bytes) */
-    uint64_t gap;          /* HELD: seqs skipped since the previous delivery */
+    uint64_t gap;          /* HELD: ordinals skipped since the previous delivery */
     uint32_t state;        /* bm_slot_state: ONE release store per transition */
     uint32_t owner;        /* WRITING/HELD: participant index + 1; else 0 */
     uint32_t owner_gen;    /* WRITING/HELD: that participant's gen */
     uint32_t meta_len;     /* QUEUED/HELD: bytes of metadata in the slot's area */
-    uint64_t pad[2];
+    uint64_t frame_seq;    /* QUEUED/HELD: Frame.seq: committed frames only (pool.h's seq) */
+    uint64_t pad;
 } bm_shm_slot; /* 64 bytes */
 
 typedef struct {
@@ -196,7 +200,8 @@ typedef struct {
     uint32_t attached;               /* participants registered */
     uint32_t has_delivered, pad0;
     uint64_t head, nqueued, nfree, nwriting, nheld; /* derived: rebuilt by recovery */
-    uint64_t next_seq, last_delivered;
+    uint64_t next_seq, last_delivered; /* ordinals (puts, refused ones too) */
+    uint64_t next_frame_seq;           /* frames committed: the next frame_seq */
     uint64_t puts, gets, dropped, cleared, underruns, reclaimed, high_water;
     uint64_t reclaimed_slots, lock_recoveries, dead_participants;
     int64_t last_reap_ns; /* atomic */
@@ -491,7 +496,7 @@ static inline void bm_shm__sort_by_seq(const bm_shm *r, uint32_t *a, uint64_t n)
  * (see the header comment). Idempotent; wakes every sleeper afterwards. */
 static inline void bm_shm__rebuild_locked(bm_shm *r) {
     bm_shm_header *h = r->h;
-    uint64_t n = h->g.nslots, nq = 0, nf = 0, nw = 0, nh = 0, maxseq1 = 0;
+    uint64_t n = h->g.nslots, nq = 0, nf = 0, nw = 0, nh = 0, maxseq1 = 0, maxfseq1 = 0;
     for (uint64_t i = 0; i < n; i++) {
         bm_shm_slot *s = &r->slots[i];
         uint32_t st = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
@@ -509,9 +514,11 @@ static inline void bm_shm__rebuild_locked(bm_shm *r) {
         } else if (st == BM_SLOT_QUEUED) {
             r->fifo[nq++] = (uint32_t)i;
             if (s->seq + 1 > maxseq1) maxseq1 = s->seq + 1;
+            if (s->frame_seq + 1 > maxfseq1) maxfseq1 = s->frame_seq + 1;
         } else if (st == BM_SLOT_HELD) {
             nh++;
             if (s->seq + 1 > maxseq1) maxseq1 = s->seq + 1;
+            if (s->frame_seq + 1 > maxfseq1) maxfseq1 = s->frame_seq + 1;
         } else {
             nw++;
         }
@@ -523,6 +530,7 @@ static inline void bm_shm__rebuild_locked(bm_shm *r) {
     h->nwriting = nw;
     h->nheld = nh;
     if (h->next_seq < maxseq1) h->next_seq = maxseq1;
+    if (h->next_frame_seq < maxfseq1) h->next_frame_seq = maxfseq1;
     uint32_t gw = 0, pw = 0, att = 0;
     for (uint32_t i = 0; i < BM_SHM_MAX_PARTICIPANTS; i++) {
         bm_shm_participant *p = &h->parts[i];
@@ -546,6 +554,7 @@ static inline void bm_shm__rebuild_locked(bm_shm *r) {
         h->puts = rhs;
         if (h->next_seq < rhs) h->next_seq = rhs;
     }
+    if (h->next_frame_seq > h->next_seq) h->next_frame_seq = h->next_seq; /* (corruption only) */
     __atomic_add_fetch(&h->data_word, 1, __ATOMIC_RELEASE);
     __atomic_add_fetch(&h->space_word, 1, __ATOMIC_RELEASE);
     r->wake_get = r->wake_put = INT_MAX;
@@ -777,9 +786,10 @@ static inline int bm_shm__reap_for_space(bm_shm *r) {
 
 /* Reserve a slot for writing (-> WRITING, owned by us), pool.h semantics:
  * free slot; else drop_oldest evicts the oldest queued frame (dropped++);
- * else the policy refuses (BM_REFUSED: puts++, dropped++, a seq consumed,
- * underruns++ when nothing was queued) or, for "block", waits until
- * `deadline` (BM_FULL for BM_NOWAIT, BM_TIMEOUT). BM_SHUTDOWN once shut down.
+ * else the policy refuses (BM_REFUSED: puts++, dropped++, an ordinal
+ * consumed but no frame_seq, as pool.h; underruns++ when nothing was
+ * queued) or, for "block", waits until `deadline` (BM_FULL for BM_NOWAIT,
+ * BM_TIMEOUT). BM_SHUTDOWN once shut down.
  * *waited (may be NULL) carries "underrun already counted" across slices. */
 static inline int bm_shm_reserve_locked(bm_shm *r, int64_t deadline, int *waited, uint32_t *slot) {
     bm_shm_header *h = r->h;
@@ -809,7 +819,7 @@ static inline int bm_shm_reserve_locked(bm_shm *r, int64_t deadline, int *waited
         if (bm_shm__reap_for_space(r)) continue;
         if (h->g.policy != BM_POLICY_BLOCK) {
             uint64_t queued = h->nqueued;
-            h->next_seq++; /* the refused frame's seq: consumers see the gap */
+            h->next_seq++; /* the refused frame's ordinal: consumers see the gap */
             BM_SHM_CRASH(14);
             h->puts++;
             h->dropped++;
@@ -838,7 +848,8 @@ static inline int bm_shm_abort_locked(bm_shm *r, uint32_t slot) {
 }
 
 /* Queue our WRITING slot: nbytes of data and meta_len of metadata written;
- * timestamp_ns (BM_SHM_TS_NOW: bm_now_ns()). seq = next_seq++, puts++.
+ * timestamp_ns (BM_SHM_TS_NOW: bm_now_ns()). ordinal (slot seq) = next_seq++,
+ * *seq = frame_seq = next_frame_seq++, puts++.
  * Shut down meanwhile: the slot is freed, BM_SHUTDOWN. */
 static inline int bm_shm_commit_locked(bm_shm *r, uint32_t slot, uint64_t nbytes,
                                        int64_t timestamp_ns, uint32_t meta_len, uint64_t *seq) {
@@ -851,12 +862,14 @@ static inline int bm_shm_commit_locked(bm_shm *r, uint32_t slot, uint64_t nbytes
     }
     bm_shm_slot *sl = &r->slots[slot];
     sl->seq = h->next_seq;
+    sl->frame_seq = h->next_frame_seq;
     sl->timestamp_ns = timestamp_ns == BM_SHM_TS_NOW ? bm_now_ns() : timestamp_ns;
     sl->nbytes = nbytes;
     sl->meta_len = meta_len;
     sl->gap = 0;
     BM_SHM_ORDER();
     h->next_seq++;
+    h->next_frame_seq++; /* a crash before this store: that frame_seq is reused (never seen) */
     BM_SHM_CRASH(30); /* seq taken, slot still WRITING: recovery counts it reclaimed */
     sl->owner = 0;
     bm_shm__set_state(sl, BM_SLOT_QUEUED);
@@ -869,7 +882,7 @@ static inline int bm_shm_commit_locked(bm_shm *r, uint32_t slot, uint64_t nbytes
     BM_SHM_CRASH(32);
     h->puts++;
     if (h->nqueued > h->high_water) h->high_water = h->nqueued;
-    if (seq) *seq = sl->seq;
+    if (seq) *seq = sl->frame_seq;
     bm_shm__wake_getters(r, 1);
     return BM_OK;
 }
@@ -1007,16 +1020,19 @@ static inline int bm_shm_check_locked(const bm_shm *r) {
         return 2;
     for (uint64_t i = 0; i < h->nfree; i++)
         if (r->free_stack[i] >= n || r->slots[r->free_stack[i]].state != BM_SLOT_FREE) return 4;
-    uint64_t prev = 0;
+    uint64_t prev = 0, fprev = 0;
     for (uint64_t i = 0; i < h->nqueued; i++) {
         uint64_t j = h->head + i;
         if (j >= n) j -= n;
         uint32_t s = r->fifo[j];
         if (s >= n || r->slots[s].state != BM_SLOT_QUEUED) return 5;
-        if (i && r->slots[s].seq <= prev) return 6;
+        if (i && (r->slots[s].seq <= prev || r->slots[s].frame_seq <= fprev)) return 6;
+        if (r->slots[s].frame_seq >= h->next_frame_seq) return 6;
         prev = r->slots[s].seq;
+        fprev = r->slots[s].frame_seq;
     }
     if (h->puts != h->next_seq) return 7;
+    if (h->next_frame_seq > h->next_seq) return 10;
     if (h->puts != h->gets + h->dropped + h->reclaimed + h->cleared + h->nqueued) return 8;
     if (h->nqueued > h->high_water || h->high_water > n) return 9;
     return 0;
