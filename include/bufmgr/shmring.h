@@ -115,7 +115,7 @@ extern "C" {
 #define BM_SHM_BROKEN 26   /* the mutex is ENOTRECOVERABLE (cannot happen by design) */
 
 #define BM_SHM_MAGIC 0x314d485346554d42ull /* "BMUFSHM1" little-endian */
-#define BM_SHM_LAYOUT_VERSION 2u /* 2: frame_seq (FrameRing's seq numbering) */
+#define BM_SHM_LAYOUT_VERSION 2u /* 2: frame_seq (FrameRing's seq numbering), *_woken */
 #define BM_SHM_MAX_PARTICIPANTS 64u
 #define BM_SHM_MAX_NDIM 8
 #define BM_SHM_DTYPE_LEN 16
@@ -127,6 +127,15 @@ extern "C" {
 #define BM_SHM_PAGE 4096u
 #define BM_SHM_SLICE_NS 50000000LL /* longest single futex sleep: 50 ms (invariant 3) */
 #define BM_SHM_REAP_EVERY_NS 50000000LL /* liveness scans: at most one per 50 ms per segment */
+/* Before a waiter registers as a sleeper it spins, mutex NOT held, for at
+ * most this long watching its futex word (a peer process on another core
+ * usually commits / frees within a microsecond or two): that saves the
+ * FUTEX_WAIT + FUTEX_WAKE pair and a context switch per hand-off. Bounded
+ * and once per wait slice (<= 4 us per 50 ms while idle): never a busy-wait
+ * while idle. 0 disables it (-DBM_SHM_SPIN_NS=0). */
+#ifndef BM_SHM_SPIN_NS
+#  define BM_SHM_SPIN_NS 4000LL
+#endif
 #define BM_SHM_NOBODY UINT32_MAX
 #define BM_SHM_TS_NOW INT64_MIN /* commit: timestamp = bm_now_ns() */
 
@@ -196,6 +205,12 @@ typedef struct {
     _Alignas(64) uint32_t data_word; /* getters FUTEX_WAIT here; bumped on commit/shutdown */
     uint32_t space_word;             /* putters FUTEX_WAIT here; bumped when a slot frees */
     uint32_t getters_waiting, putters_waiting; /* sums of the participants' counts */
+    /* of those, how many a FUTEX_WAKE was already sent to (each returning
+     * sleeper takes one back): wakers only call FUTEX_WAKE while some
+     * sleeper is still owed one, not on every commit/free until the woken
+     * sleeper is back under the mutex. Always <= *_waiting; a rebuild
+     * resets them to 0 (at worst a spare wake-up, never a missing one). */
+    uint32_t getters_woken, putters_woken;
     uint32_t shutdown;               /* bm_shutdown_mode */
     uint32_t attached;               /* participants registered */
     uint32_t has_delivered, pad0;
@@ -541,6 +556,7 @@ static inline void bm_shm__rebuild_locked(bm_shm *r) {
     }
     h->getters_waiting = gw;
     h->putters_waiting = pw;
+    h->getters_woken = h->putters_woken = 0;
     h->attached = att;
     if (h->high_water < nq) h->high_water = nq;
     if (h->high_water > n) h->high_water = n;
@@ -646,16 +662,70 @@ static inline void bm_shm__want_wake(int *pending, int n) {
     if (*pending < n) *pending = n;
 }
 
+/* Mutex held, after the state change a sleeper waits for (and the word's
+ * bump, when there is one): ask for a FUTEX_WAKE of up to n sleepers of the
+ * word, sent after unlock -- only if some registered sleeper is not owed
+ * one yet (see getters_woken). No lost wake-up: a sleeper registers (and
+ * reads its `seen`) under the mutex, so every wake-up it is owed comes from
+ * a critical section after its registration, whose bump makes its
+ * FUTEX_WAIT return at once if it is not asleep in the kernel yet; it takes
+ * its credit back only when it is under the mutex again. */
+static inline void bm_shm__need_wake(bm_shm *r, int getter, int n) {
+    bm_shm_header *h = r->h;
+    uint32_t waiting = getter ? h->getters_waiting : h->putters_waiting;
+    uint32_t *woken = getter ? &h->getters_woken : &h->putters_woken;
+    if (waiting <= *woken || n <= 0) return;
+    uint32_t owed = waiting - *woken;
+    *woken += (uint32_t)n >= owed ? owed : (uint32_t)n;
+    bm_shm__want_wake(getter ? &r->wake_get : &r->wake_put, n);
+}
+
+/* Mutex held again after a sleep on the word: this sleeper is no longer
+ * counted, and takes back one wake-up credit (if any was given). */
+static inline void bm_shm__slept(bm_shm *r, int getter, bm_shm_participant *me) {
+    bm_shm_header *h = r->h;
+    uint32_t *waiting = getter ? &h->getters_waiting : &h->putters_waiting;
+    uint32_t *woken = getter ? &h->getters_woken : &h->putters_woken;
+    if (*waiting) (*waiting)--;
+    if (*woken) (*woken)--;
+    if (*woken > *waiting) *woken = *waiting;
+    if (me) {
+        uint32_t *mine = getter ? &me->getters_waiting : &me->putters_waiting;
+        if (*mine) (*mine)--;
+    }
+}
+
 static inline void bm_shm__wake_getters(bm_shm *r, int n) {
     __atomic_add_fetch(&r->h->data_word, 1, __ATOMIC_RELEASE);
     r->own_data_bumps++;
-    if (r->h->getters_waiting) bm_shm__want_wake(&r->wake_get, n);
+    bm_shm__need_wake(r, 1, n);
 }
 
 static inline void bm_shm__wake_putters(bm_shm *r, int n) {
     __atomic_add_fetch(&r->h->space_word, 1, __ATOMIC_RELEASE);
     r->own_space_bumps++;
-    if (r->h->putters_waiting) bm_shm__want_wake(&r->wake_put, n);
+    bm_shm__need_wake(r, 0, n);
+}
+
+/* Mutex held on entry and on return (released meanwhile): spin for at most
+ * BM_SHM_SPIN_NS (and not past `deadline`) until `word` leaves `seen`.
+ * 1 if it moved (the caller re-checks its predicate instead of sleeping). */
+static inline int bm_shm__spin_locked(bm_shm *r, uint32_t *word, uint32_t seen, int64_t deadline) {
+    if (BM_SHM_SPIN_NS <= 0) return 0;
+    int64_t end = bm_now_ns() + BM_SHM_SPIN_NS;
+    if (deadline != BM_FOREVER && deadline < end) end = deadline;
+    bm_shm_unlock(r);
+    int moved = 0;
+    for (unsigned i = 1;; i++) {
+        if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != seen) {
+            moved = 1;
+            break;
+        }
+        bm_cpu_relax();
+        if ((i & 31) == 0 && bm_now_ns() >= end) break;
+    }
+    bm_shm_lock(r); /* BM_SHM_BROKEN cannot happen: every recoverer marks it consistent */
+    return moved || __atomic_load_n(word, __ATOMIC_ACQUIRE) != seen;
 }
 
 /* Sleep (mutex held on entry and on return) until `word` moves, a slice
@@ -667,6 +737,8 @@ static inline int bm_shm__sleep_locked(bm_shm *r, int getter, int64_t deadline) 
     uint32_t *word = getter ? &h->data_word : &h->space_word;
     bm_shm_participant *me = r->me < BM_SHM_MAX_PARTICIPANTS ? &h->parts[r->me] : NULL;
     uint32_t seen = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+    if (bm_shm__spin_locked(r, word, seen, deadline)) return BM_WAIT_WOKEN;
+    if (deadline != BM_FOREVER && bm_now_ns() >= deadline) return BM_WAIT_TIMEDOUT;
     if (getter) {
         h->getters_waiting++;
         if (me) me->getters_waiting++;
@@ -683,13 +755,7 @@ static inline int bm_shm__sleep_locked(bm_shm *r, int getter, int64_t deadline) 
     bm_shm_lock(r); /* BM_SHM_BROKEN cannot happen: every recoverer marks it consistent */
     /* our entry cannot have been reaped (we are alive), and a rebuild
      * recomputes the totals from the entries, ours included */
-    if (getter) {
-        if (h->getters_waiting) h->getters_waiting--;
-        if (me && me->getters_waiting) me->getters_waiting--;
-    } else {
-        if (h->putters_waiting) h->putters_waiting--;
-        if (me && me->putters_waiting) me->putters_waiting--;
-    }
+    bm_shm__slept(r, getter, me);
     if (timed_out_slice && bm_shm__reap_due(r)) bm_shm__reap_locked(r);
     if (deadline != BM_FOREVER && bm_now_ns() >= deadline) return BM_WAIT_TIMEDOUT;
     return BM_WAIT_WOKEN;
@@ -802,7 +868,7 @@ static inline int bm_shm_reserve_locked(bm_shm *r, int64_t deadline, int *waited
             bm_shm__own(r, s, BM_SLOT_WRITING);
             BM_SHM_CRASH(11);
             h->nwriting++;
-            if (h->nfree && h->putters_waiting) bm_shm__want_wake(&r->wake_put, 1); /* chain */
+            if (h->nfree) bm_shm__need_wake(r, 0, 1); /* chain */
             *slot = s;
             return BM_OK;
         }
@@ -920,7 +986,7 @@ static inline int bm_shm_take_locked(bm_shm *r, int64_t deadline, int *waited, u
     bm_shm_slot *sl = &r->slots[s];
     if (sl->nbytes > max_nbytes) {
         if (need) *need = sl->nbytes;
-        if (h->getters_waiting) bm_shm__want_wake(&r->wake_get, 1); /* someone else may take it */
+        bm_shm__need_wake(r, 1, 1); /* someone else may take it */
         return BM_TOOBIG;
     }
     bm_shm__pop_head(r);
@@ -934,7 +1000,7 @@ static inline int bm_shm_take_locked(bm_shm *r, int64_t deadline, int *waited, u
     h->has_delivered = 1;
     *slot = s;
     if (need) *need = sl->nbytes;
-    if (h->nqueued && h->getters_waiting) bm_shm__want_wake(&r->wake_get, 1); /* chain */
+    if (h->nqueued) bm_shm__need_wake(r, 1, 1); /* chain */
     return BM_OK;
 }
 
@@ -1453,13 +1519,7 @@ static inline int bm_shm_watch(bm_shm *r, int getter, bm_shm_watch_state *w, int
         int timed_out = rc != 0 && errno == ETIMEDOUT;
         w->woken = rc == 0;
         bm_shm_lock(r); /* BM_SHM_BROKEN cannot happen: every recoverer marks it consistent */
-        if (getter) {
-            if (h->getters_waiting) h->getters_waiting--;
-            if (me->getters_waiting) me->getters_waiting--;
-        } else {
-            if (h->putters_waiting) h->putters_waiting--;
-            if (me->putters_waiting) me->putters_waiting--;
-        }
+        bm_shm__slept(r, getter, me);
         if (timed_out && bm_shm__reap_due(r)) bm_shm__reap_locked(r);
     }
     uint32_t now_word = __atomic_load_n(word, __ATOMIC_ACQUIRE), now_own = *own;
