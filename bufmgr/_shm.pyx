@@ -13,7 +13,12 @@ S1. (inv. 1) No Python code runs while the segment mutex is held: metadata
     waits for the mutex WITHOUT the GIL, lets go, and tries again.
 S2. (inv. 2) The GIL is released only to wait (futex slices, a contended
     mutex) and around copies of _COPY_NOGIL_MIN bytes or more. Frame bytes
-    and metadata are copied with the mutex NOT held, by the slot's owner.
+    and metadata are copied with the mutex NOT held, by the slot's owner,
+    except a put of at most _SMALL_UNDER_LOCK bytes (frame + metadata),
+    copied inside its reserve+commit critical section (one lock round trip
+    instead of two; a memcpy of a few cache lines, no Python). A frame's
+    export count is process-local (critical_section(frame)): only the call
+    that frees the slot takes the segment mutex.
 S3. (inv. 3) Waits: absolute monotonic deadlines, slices of <= 50 ms with
     the GIL released, PyErr_CheckSignals between slices; an interrupted
     call owns no slot (reserve/take happen atomically inside the C wait).
@@ -61,6 +66,10 @@ cdef uint64_t _ANY_SIZE = <uint64_t>-1
 
 cdef enum:
     _COPY_NOGIL_MIN = 65536  # as FrameRing (see _framering.pxi for the measurement)
+    # put(): frame + metadata up to this many bytes are copied under the
+    # segment mutex, in the critical section that reserves and commits (S2's
+    # one exception: a few cache lines, no Python, no GIL change)
+    _SMALL_UNDER_LOCK = 512
 
 NAME_PREFIX = "bufmgr-"
 NAME_MAX = BM_SHM_NAME_MAX
@@ -561,60 +570,75 @@ cdef class SharedFrame:
         return (self.seg.mapped and self.seg.joined and not self.seg.left
                 and self.seg.shm.me == self.me and self.seg.shm.me_gen == self.me_gen)
 
-    cdef inline bint _free_locked(self) noexcept:
-        # True if the slot went back (the caller notifies after unlocking: S1)
+    # _released, exports, pinned and freed are this process's own state:
+    # guarded by the object's critical section (the GIL on GIL builds), not
+    # by the segment mutex, so exporting a view (numpy, memoryview,
+    # struct.unpack_from) costs no cross-process lock round trip. Only the
+    # one call that turns the slot back to FREE takes the segment mutex.
+
+    cdef inline bint _claim_free(self) noexcept:
+        # inside critical_section(self): True for the one caller that must
+        # hand the slot back
         if self._released and self.exports == 0 and not self.pinned and not self.freed:
             self.freed = True
-            if self._ours():
-                return bm_shm_release_locked(&self.seg.shm, self.slot) == BM_OK
+            return True
         return False
 
+    cdef void _give_back(self) noexcept:
+        # no mutex held on entry; the slot is ours to free (_claim_free)
+        cdef bint freed = False
+        if not self._ours():
+            return  # S4: a forked child's copy, or a segment this process left
+        if not bm_shm_trylock_spin(&self.seg.shm, _LOCK_SPINS):
+            with nogil:  # S1: never wait for the mutex holding the GIL
+                if bm_shm_lock(&self.seg.shm) != BM_OK:
+                    return
+                freed = bm_shm_release_locked(&self.seg.shm, self.slot) == BM_OK
+                bm_shm_unlock(&self.seg.shm)
+        else:
+            freed = bm_shm_release_locked(&self.seg.shm, self.slot) == BM_OK
+            bm_shm_unlock(&self.seg.shm)
+        if freed:
+            _aio_notify(self.ring, _AIO_PUTTERS, 1)
+
     cdef int _pin(self) except -1:
+        cdef bint released
         if self.seg is None:
             raise ValueError(_frc.FRAME_RELEASED)
-        _lock(&self.seg.shm)
-        if self._released:
-            bm_shm_unlock(&self.seg.shm)
+        with cython.critical_section(self):
+            released = self._released
+            if not released:
+                self.exports += 1
+        if released:
             raise ValueError(_frc.FRAME_RELEASED)
-        self.exports += 1
-        bm_shm_unlock(&self.seg.shm)
         return 0
 
     cdef void _unpin(self) noexcept:
-        cdef bint freed
-        _lock(&self.seg.shm)
-        self.exports -= 1
-        freed = self._free_locked()
-        bm_shm_unlock(&self.seg.shm)
-        if freed:
-            _aio_notify(self.ring, _AIO_PUTTERS, 1)
+        cdef bint claim
+        with cython.critical_section(self):
+            self.exports -= 1
+            claim = self._claim_free()
+        if claim:
+            self._give_back()
 
     def release(self):
         """Give the slot back (idempotent); exported views keep it until released."""
-        cdef bint freed
+        cdef bint claim
         if self.seg is None or self.freed:
             return
-        _lock(&self.seg.shm)
-        self._released = True
-        freed = self._free_locked()
-        bm_shm_unlock(&self.seg.shm)
-        if freed:
-            _aio_notify(self.ring, _AIO_PUTTERS, 1)
+        with cython.critical_section(self):
+            self._released = True
+            claim = self._claim_free()
+        if claim:
+            self._give_back()
 
     def __dealloc__(self):
-        cdef bint freed
         if self.seg is None or self.freed:
             return
-        try:
-            _lock(&self.seg.shm)
-        except RuntimeError:
-            return
-        self._released = True
+        self._released = True  # nobody else refers to it any more
         self.pinned = False
-        freed = self._free_locked()
-        bm_shm_unlock(&self.seg.shm)
-        if freed:
-            _aio_notify(self.ring, _AIO_PUTTERS, 1)
+        if self._claim_free():
+            self._give_back()
 
     def __enter__(self):
         return self
@@ -1183,7 +1207,30 @@ cdef class SharedFrameRing:
             if metadata is not None:
                 meta = self._pickle_meta(metadata)  # S1: Python code before any slot is ours
                 mlen = <uint32_t>len(meta)
-            st = self._reserve(seg, block, seconds, &slot)
+            if <size_t>view.len + mlen <= _SMALL_UNDER_LOCK:
+                # small frame: reserve, copy and commit in ONE critical
+                # section (a memcpy of at most _SMALL_UNDER_LOCK bytes, no
+                # Python: S1 holds) -- one cross-process lock round trip
+                # instead of two. A crash inside is recovered like any other
+                # (the slot is WRITING and ours until the commit).
+                _lock(r)
+                st = bm_shm_reserve_locked(r, BM_NOWAIT, NULL, &slot)
+                if st == BM_OK:
+                    if view.len:
+                        memcpy(r.data + <size_t>slot * <size_t>r.h.g.stride, view.buf, <size_t>view.len)
+                    if mlen:
+                        memcpy(r.meta + <size_t>slot * _meta_stride(r), PyBytes_AS_STRING(meta), mlen)
+                    st = bm_shm_commit_locked(r, slot, <uint64_t>view.len, ts, mlen, &seq)
+                    bm_shm_unlock(r)
+                    if st != BM_OK:
+                        return _raise(st, False)
+                    _aio_notify(self, _AIO_GETTERS, 1)  # mutex released (S1)
+                    return seq
+                bm_shm_unlock(r)
+                if st == BM_FULL and block:
+                    st = self._reserve(seg, block, seconds, &slot)  # waits (S3)
+            else:
+                st = self._reserve(seg, block, seconds, &slot)
             if st == BM_REFUSED:
                 return None
             if st != BM_OK:
