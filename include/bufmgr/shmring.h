@@ -674,6 +674,10 @@ static inline void bm_shm__need_wake(bm_shm *r, int getter, int n) {
     bm_shm_header *h = r->h;
     uint32_t waiting = getter ? h->getters_waiting : h->putters_waiting;
     uint32_t *woken = getter ? &h->getters_woken : &h->putters_woken;
+#ifdef BM_SHM_NO_CREDITS /* A/B switch: the pre-credit behaviour (a wake per change while anyone sleeps) */
+    if (waiting && n > 0) bm_shm__want_wake(getter ? &r->wake_get : &r->wake_put, n);
+    return;
+#endif
     if (waiting <= *woken || n <= 0) return;
     uint32_t owed = waiting - *woken;
     *woken += (uint32_t)n >= owed ? owed : (uint32_t)n;
