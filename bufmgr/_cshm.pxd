@@ -33,6 +33,7 @@ cdef extern from "bufmgr/shmring.h" nogil:
         uint64_t nbytes
         uint64_t gap
         uint32_t state, owner, owner_gen, meta_len
+        uint64_t frame_seq
 
     ctypedef struct bm_shm_header:
         bm_shm_geometry g

@@ -13,7 +13,12 @@ S1. (inv. 1) No Python code runs while the segment mutex is held: metadata
     waits for the mutex WITHOUT the GIL, lets go, and tries again.
 S2. (inv. 2) The GIL is released only to wait (futex slices, a contended
     mutex) and around copies of _COPY_NOGIL_MIN bytes or more. Frame bytes
-    and metadata are copied with the mutex NOT held, by the slot's owner.
+    and metadata are copied with the mutex NOT held, by the slot's owner,
+    except a put of at most _SMALL_UNDER_LOCK bytes (frame + metadata),
+    copied inside its reserve+commit critical section (one lock round trip
+    instead of two; a memcpy of a few cache lines, no Python). A frame's
+    export count is process-local (critical_section(frame)): only the call
+    that frees the slot takes the segment mutex.
 S3. (inv. 3) Waits: absolute monotonic deadlines, slices of <= 50 ms with
     the GIL released, PyErr_CheckSignals between slices; an interrupted
     call owns no slot (reserve/take happen atomically inside the C wait).
@@ -60,6 +65,10 @@ cdef uint64_t _ANY_SIZE = <uint64_t>-1
 
 cdef enum:
     _COPY_NOGIL_MIN = 65536  # as FrameRing (see _framering.pxi for the measurement)
+    # put(): frame + metadata up to this many bytes are copied under the
+    # segment mutex, in the critical section that reserves and commits (S2's
+    # one exception: a few cache lines, no Python, no GIL change)
+    _SMALL_UNDER_LOCK = 512
 
 NAME_PREFIX = "bufmgr-"
 NAME_MAX = BM_SHM_NAME_MAX
@@ -555,60 +564,75 @@ cdef class SharedFrame:
         return (self.seg.mapped and self.seg.joined and not self.seg.left
                 and self.seg.shm.me == self.me and self.seg.shm.me_gen == self.me_gen)
 
-    cdef inline bint _free_locked(self) noexcept:
-        # True if the slot went back (the caller notifies after unlocking: S1)
+    # _released, exports, pinned and freed are this process's own state:
+    # guarded by the object's critical section (the GIL on GIL builds), not
+    # by the segment mutex, so exporting a view (numpy, memoryview,
+    # struct.unpack_from) costs no cross-process lock round trip. Only the
+    # one call that turns the slot back to FREE takes the segment mutex.
+
+    cdef inline bint _claim_free(self) noexcept:
+        # inside critical_section(self): True for the one caller that must
+        # hand the slot back
         if self._released and self.exports == 0 and not self.pinned and not self.freed:
             self.freed = True
-            if self._ours():
-                return bm_shm_release_locked(&self.seg.shm, self.slot) == BM_OK
+            return True
         return False
 
+    cdef void _give_back(self) noexcept:
+        # no mutex held on entry; the slot is ours to free (_claim_free)
+        cdef bint freed = False
+        if not self._ours():
+            return  # S4: a forked child's copy, or a segment this process left
+        if not bm_shm_trylock_spin(&self.seg.shm, _LOCK_SPINS):
+            with nogil:  # S1: never wait for the mutex holding the GIL
+                if bm_shm_lock(&self.seg.shm) != BM_OK:
+                    return
+                freed = bm_shm_release_locked(&self.seg.shm, self.slot) == BM_OK
+                bm_shm_unlock(&self.seg.shm)
+        else:
+            freed = bm_shm_release_locked(&self.seg.shm, self.slot) == BM_OK
+            bm_shm_unlock(&self.seg.shm)
+        if freed:
+            _aio_notify(self.ring, _AIO_PUTTERS, 1)
+
     cdef int _pin(self) except -1:
+        cdef bint released
         if self.seg is None:
             raise ValueError(_frc.FRAME_RELEASED)
-        _lock(&self.seg.shm)
-        if self._released:
-            bm_shm_unlock(&self.seg.shm)
+        with cython.critical_section(self):
+            released = self._released
+            if not released:
+                self.exports += 1
+        if released:
             raise ValueError(_frc.FRAME_RELEASED)
-        self.exports += 1
-        bm_shm_unlock(&self.seg.shm)
         return 0
 
     cdef void _unpin(self) noexcept:
-        cdef bint freed
-        _lock(&self.seg.shm)
-        self.exports -= 1
-        freed = self._free_locked()
-        bm_shm_unlock(&self.seg.shm)
-        if freed:
-            _aio_notify(self.ring, _AIO_PUTTERS, 1)
+        cdef bint claim
+        with cython.critical_section(self):
+            self.exports -= 1
+            claim = self._claim_free()
+        if claim:
+            self._give_back()
 
     def release(self):
         """Give the slot back (idempotent); exported views keep it until released."""
-        cdef bint freed
+        cdef bint claim
         if self.seg is None or self.freed:
             return
-        _lock(&self.seg.shm)
-        self._released = True
-        freed = self._free_locked()
-        bm_shm_unlock(&self.seg.shm)
-        if freed:
-            _aio_notify(self.ring, _AIO_PUTTERS, 1)
+        with cython.critical_section(self):
+            self._released = True
+            claim = self._claim_free()
+        if claim:
+            self._give_back()
 
     def __dealloc__(self):
-        cdef bint freed
         if self.seg is None or self.freed:
             return
-        try:
-            _lock(&self.seg.shm)
-        except RuntimeError:
-            return
-        self._released = True
+        self._released = True  # nobody else refers to it any more
         self.pinned = False
-        freed = self._free_locked()
-        bm_shm_unlock(&self.seg.shm)
-        if freed:
-            _aio_notify(self.ring, _AIO_PUTTERS, 1)
+        if self._claim_free():
+            self._give_back()
 
     def __enter__(self):
         return self
@@ -633,8 +657,11 @@ cdef class SharedFrame:
         view.readonly = 1
         view.suboffsets = NULL
         view.internal = NULL
+        # as FrameRing (_frc.frame_geometry): a full frame has the ring's
+        # shape/dtype (1-D of the dtype when only a dtype was given); a
+        # partial frame, and every frame of a plain ring, is flat bytes
         nd = len(ring._shape) if self.nbytes == ring.frame_bytes else 0
-        if nd or (ring.itemsize > 1 and self.nbytes % ring.itemsize == 0):
+        if nd or (ring.itemsize > 1 and self.nbytes == ring.frame_bytes):
             view.itemsize = ring.itemsize
             view.format = PyBytes_AS_STRING(ring.fmt) if flags & PyBUF_FORMAT else NULL
             if nd:
@@ -676,12 +703,34 @@ cdef class SharedFrame:
             self._unpin()
         return out
 
+    @property
+    def shape(self):
+        """The shape numpy.asarray(frame) has (as Frame.shape): the ring's
+        shape for a full frame of a ring made with shape=, (frame_bytes //
+        itemsize,) for one made with dtype= only, else (nbytes,)."""
+        cdef SharedFrameRing ring = self.ring
+        if ring is not None and self.nbytes == ring.frame_bytes:
+            if ring._shape:
+                return ring._shape
+            if ring.dtype is not None:
+                return (self.nbytes // ring.itemsize,)
+        return (self.nbytes,)
+
+    @property
+    def dtype(self):
+        """The ring's numpy dtype for a full frame of a ring made with
+        dtype=; None for flat bytes (uint8), as Frame.dtype."""
+        cdef SharedFrameRing ring = self.ring
+        if ring is not None and self.nbytes == ring.frame_bytes:
+            return ring.dtype
+        return None
+
     def __len__(self):
         return self.nbytes
 
     def __repr__(self):
-        return (f"<bufmgr.SharedFrame seq={self.seq} nbytes={self.nbytes} gap={self.gap} "
-                f"released={bool(self._released)}>")
+        return _frc.frame_repr(self.seq, self.nbytes, self._released, self.gap).replace(
+            "bufmgr.Frame", "bufmgr.SharedFrame", 1)
 
     def __reduce__(self):
         raise TypeError("cannot pickle 'SharedFrame' object: it is a view of a shared ring "
@@ -841,11 +890,8 @@ cdef inline size_t _meta_stride(bm_shm *r) noexcept:
 
 
 cdef int64_t _check_ts(object ts) except? -1:
-    if isinstance(ts, bool) or not isinstance(ts, int):
-        raise TypeError(f"timestamp_ns must be an int or None, not {type(ts).__name__!r}")
-    if not (-(1 << 63) < ts < (1 << 63)):
-        raise ValueError(f"timestamp_ns out of range: {ts}")
-    return ts
+    # FrameRing's rule and messages: an int in [0, 2**63 - 1]
+    return _frc.check_timestamp(ts)
 
 
 def _attach(name):
@@ -903,35 +949,19 @@ cdef class SharedFrameRing:
         cdef const char *cdtype
         if self.seg is not None:
             raise RuntimeError("SharedFrameRing.__init__ called twice")
+        # FrameRing's checks, order and messages (_framering_common)
         slots = _frc.check_slots(slots)
-        dt, dstr, fmt, itemsize = None, "", b"B", 1
-        if dtype is not None:
-            dt, dstr, fmt, itemsize = _dtype_info(dtype)
-        if shape is not None:
-            if isinstance(shape, int) and not isinstance(shape, bool):
-                shape = (shape,)
-            if not isinstance(shape, (tuple, list)) or not shape or len(shape) > BM_SHM_MAX_NDIM:
-                raise TypeError(f"shape must be a tuple of 1 to {BM_SHM_MAX_NDIM} ints, got {shape!r}")
-            for d in shape:
-                if isinstance(d, bool) or not isinstance(d, int):
-                    raise TypeError(f"shape must be a tuple of ints, got {shape!r}")
-                if d <= 0:
-                    raise ValueError(f"shape dimensions must be > 0, got {tuple(shape)!r}")
-            shape = tuple(int(d) for d in shape)
-            derived = itemsize
-            for d in shape:
-                derived *= d
-            if frame_bytes is None:
-                frame_bytes = derived
-            elif _frc.check_frame_bytes(frame_bytes) != derived:
-                raise ValueError(f"frame_bytes={frame_bytes} does not match shape={shape} "
-                                 f"and dtype (which need {derived} bytes)")
-        elif frame_bytes is None:
-            raise TypeError("SharedFrameRing() needs frame_bytes or shape")
-        frame_bytes = _frc.check_frame_bytes(frame_bytes)
-        if frame_bytes % itemsize:
-            raise ValueError(f"frame_bytes={frame_bytes} is not a multiple of the dtype's "
-                             f"itemsize {itemsize}")
+        try:
+            frame_bytes, shape, dt, sfmt, itemsize = _frc.check_geometry(frame_bytes, shape, dtype)
+        except TypeError as e:
+            if str(e).startswith("FrameRing()"):
+                raise TypeError("Shared" + str(e)) from None
+            raise
+        dstr, fmt = "", b"B"
+        if dt is not None:
+            dstr, fmt = dt.str, sfmt.encode("ascii")
+            if len(dstr) >= BM_SHM_DTYPE_LEN:  # pragma: no cover - numpy's .str are short
+                raise ValueError(f"dtype {dt!r} is not supported")
         _frc.check_ring_size(slots, frame_bytes)
         overflow = _errors.check_overflow(overflow)
         if isinstance(metadata_bytes, bool) or not isinstance(metadata_bytes, int):
@@ -1171,7 +1201,30 @@ cdef class SharedFrameRing:
             if metadata is not None:
                 meta = self._pickle_meta(metadata)  # S1: Python code before any slot is ours
                 mlen = <uint32_t>len(meta)
-            st = self._reserve(seg, block, seconds, &slot)
+            if <size_t>view.len + mlen <= _SMALL_UNDER_LOCK:
+                # small frame: reserve, copy and commit in ONE critical
+                # section (a memcpy of at most _SMALL_UNDER_LOCK bytes, no
+                # Python: S1 holds) -- one cross-process lock round trip
+                # instead of two. A crash inside is recovered like any other
+                # (the slot is WRITING and ours until the commit).
+                _lock(r)
+                st = bm_shm_reserve_locked(r, BM_NOWAIT, NULL, &slot)
+                if st == BM_OK:
+                    if view.len:
+                        memcpy(r.data + <size_t>slot * <size_t>r.h.g.stride, view.buf, <size_t>view.len)
+                    if mlen:
+                        memcpy(r.meta + <size_t>slot * _meta_stride(r), PyBytes_AS_STRING(meta), mlen)
+                    st = bm_shm_commit_locked(r, slot, <uint64_t>view.len, ts, mlen, &seq)
+                    bm_shm_unlock(r)
+                    if st != BM_OK:
+                        return _raise(st, False)
+                    _aio_notify(self, _AIO_GETTERS, 1)  # mutex released (S1)
+                    return seq
+                bm_shm_unlock(r)
+                if st == BM_FULL and block:
+                    st = self._reserve(seg, block, seconds, &slot)  # waits (S3)
+            else:
+                st = self._reserve(seg, block, seconds, &slot)
             if st == BM_REFUSED:
                 return None
             if st != BM_OK:
@@ -1201,6 +1254,45 @@ cdef class SharedFrameRing:
     def put_nowait(self, buffer, *, timestamp_ns=None, metadata=None):
         """Equivalent to put(buffer, block=False)."""
         return self._put(buffer, False, None, timestamp_ns, metadata)
+
+    def put_many(self, buffers, block=True, timeout=None):
+        """Put every buffer in order (the overflow policy applied to each);
+        a list with one entry per buffer: its seq, or None where a drop
+        policy refused it. As FrameRing.put_many: every buffer is checked
+        first (TypeError / ValueError before anything is queued); under
+        "block" ``timeout`` bounds the whole call; if it stops early (Full,
+        ShutDown) the frames before the failing one stay queued and the
+        exception propagates."""
+        cdef Py_buffer view
+        cdef double seconds = -1.0, left
+        cdef int64_t deadline = BM_FOREVER
+        cdef bint blk = bool(block)
+        cdef list batch, out
+        self._seg()
+        if blk:
+            seconds = _timeout_seconds(timeout)  # validated before consuming `buffers`
+            deadline = _deadline(seconds)
+        batch = list(buffers)
+        for buffer in batch:  # every check before the first put
+            PyObject_GetBuffer(buffer, &view, PyBUF_FULL_RO)
+            try:
+                if not PyBuffer_IsContiguous(&view, b'C'):
+                    raise _frc.not_contiguous()
+                if view.len > self.frame_bytes:
+                    raise _frc.frame_too_large(view.len, self.frame_bytes)
+            finally:
+                PyBuffer_Release(&view)
+        if not batch and self.is_shutdown:
+            raise ShutDown
+        out = []
+        for buffer in batch:
+            left = seconds
+            if blk and deadline != BM_FOREVER:
+                left = (deadline - bm_now_ns()) / 1e9
+                if left < 0.0:
+                    left = 0.0
+            out.append(self._put(buffer, blk, None if left < 0.0 else left, None, None))
+        return out
 
     def reserve(self, timeout=None):
         """Reserve a free slot to write in place: ``with ring.reserve() as
@@ -1255,7 +1347,7 @@ cdef class SharedFrameRing:
         f.me = seg.shm.me
         f.me_gen = seg.shm.me_gen
         f.data = seg.shm.data + <size_t>slot * <size_t>seg.shm.h.g.stride
-        f.seq = m.seq
+        f.seq = m.frame_seq  # FrameRing's numbering (m.seq is the ordinal: gaps)
         f.timestamp_ns = m.timestamp_ns
         f.nbytes = <Py_ssize_t>m.nbytes
         f.gap = m.gap
@@ -1353,7 +1445,7 @@ cdef class SharedFrameRing:
                 raise _frc.buffer_too_small(need, view.len)
             if st != BM_OK:
                 _raise(st, True)
-            seq = r.slots[slot].seq
+            seq = r.slots[slot].frame_seq
             _copy(view.buf, r.data + <size_t>slot * <size_t>r.h.g.stride, <size_t>need)
             _lock(r)
             bm_shm_release_locked(r, slot)

@@ -89,7 +89,7 @@ class TestSurface:
             if overflow == "drop_oldest":
                 assert seqs == [0, 1, 2, 3, 4] and got == [2, 3, 4] and s["dropped"] == 2
             elif overflow == "drop_newest":
-                # a refused put consumes a seq, so consumers see the gap
+                # refused puts get no seq (as FrameRing; the gap still counts them)
                 assert seqs == [0, 1, 2, None, None] and got == [0, 1, 2] and s["dropped"] == 2
             else:
                 assert seqs == [0, 1, 2, "full", "full"] and got == [0, 1, 2] and s["dropped"] == 0
@@ -146,7 +146,7 @@ class TestSurface:
             bufmgr.SharedFrameRing(0, 8)
         with pytest.raises(ValueError, match="frame_bytes"):
             bufmgr.SharedFrameRing(2, -1)
-        with pytest.raises(TypeError, match="frame_bytes or shape"):
+        with pytest.raises(TypeError, match="needs frame_bytes, or shape"):
             bufmgr.SharedFrameRing(2)
         with pytest.raises(ValueError, match="overflow"):
             bufmgr.SharedFrameRing(2, 8, overflow="drop-oldest")

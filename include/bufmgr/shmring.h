@@ -60,9 +60,12 @@
  * ---- Accounting (invariant 4), exact at every lock acquisition -------------
  *     puts == next_seq == gets + dropped + reclaimed + cleared + size
  *     slots == free + writing + queued + held
- * Every put is given a seq, also one refused by a drop policy (counted in
- * puts and dropped), so seq gaps are exactly the frames a consumer missed
- * (Frame.gap). gets counts frames at delivery (like pool.h). reclaimed
+ * Every put is given an ordinal (the slot's `seq` field, from next_seq),
+ * also one refused by a drop policy (counted in puts and dropped), so
+ * ordinal gaps are exactly the frames a consumer missed (Frame.gap). The
+ * seq a frame is known by (frame_seq, from next_frame_seq) numbers only the
+ * frames committed, as pool.h's seq does (refused puts get none): FIFO
+ * order is the order of both. gets counts frames at delivery (like pool.h). reclaimed
  * counts FRAMES whose fate a crash left undetermined: a seq was assigned,
  * but the frame was neither got, dropped, cleared nor left queued (e.g. a
  * producer killed between assigning the seq and queueing the slot).
@@ -112,7 +115,7 @@ extern "C" {
 #define BM_SHM_BROKEN 26   /* the mutex is ENOTRECOVERABLE (cannot happen by design) */
 
 #define BM_SHM_MAGIC 0x314d485346554d42ull /* "BMUFSHM1" little-endian */
-#define BM_SHM_LAYOUT_VERSION 1u
+#define BM_SHM_LAYOUT_VERSION 2u /* 2: frame_seq (FrameRing's seq numbering), *_woken */
 #define BM_SHM_MAX_PARTICIPANTS 64u
 #define BM_SHM_MAX_NDIM 8
 #define BM_SHM_DTYPE_LEN 16
@@ -124,6 +127,15 @@ extern "C" {
 #define BM_SHM_PAGE 4096u
 #define BM_SHM_SLICE_NS 50000000LL /* longest single futex sleep: 50 ms (invariant 3) */
 #define BM_SHM_REAP_EVERY_NS 50000000LL /* liveness scans: at most one per 50 ms per segment */
+/* Before a waiter registers as a sleeper it spins, mutex NOT held, for at
+ * most this long watching its futex word (a peer process on another core
+ * usually commits / frees within a microsecond or two): that saves the
+ * FUTEX_WAIT + FUTEX_WAKE pair and a context switch per hand-off. Bounded
+ * and once per wait slice (<= 4 us per 50 ms while idle): never a busy-wait
+ * while idle. 0 disables it (-DBM_SHM_SPIN_NS=0). */
+#ifndef BM_SHM_SPIN_NS
+#  define BM_SHM_SPIN_NS 4000LL
+#endif
 #define BM_SHM_NOBODY UINT32_MAX
 #define BM_SHM_TS_NOW INT64_MIN /* commit: timestamp = bm_now_ns() */
 
@@ -170,15 +182,16 @@ typedef struct {
 } bm_shm_participant;
 
 typedef struct {
-    uint64_t seq;          /* QUEUED/HELD: assigned at commit */
+    uint64_t seq;          /* QUEUED/HELD: the put's ordinal (refused puts have one too) */
     int64_t timestamp_ns;  /* QUEUED/HELD: the producer's or bm_now_ns() at commit */
     uint64_t nbytes;       /* QUEUED/HELD: bytes written (<= frame_bytes) */
-    uint64_t gap;          /* HELD: seqs skipped since the previous delivery */
+    uint64_t gap;          /* HELD: ordinals skipped since the previous delivery */
     uint32_t state;        /* bm_slot_state: ONE release store per transition */
     uint32_t owner;        /* WRITING/HELD: participant index + 1; else 0 */
     uint32_t owner_gen;    /* WRITING/HELD: that participant's gen */
     uint32_t meta_len;     /* QUEUED/HELD: bytes of metadata in the slot's area */
-    uint64_t pad[2];
+    uint64_t frame_seq;    /* QUEUED/HELD: Frame.seq: committed frames only (pool.h's seq) */
+    uint64_t pad;
 } bm_shm_slot; /* 64 bytes */
 
 typedef struct {
@@ -192,11 +205,18 @@ typedef struct {
     _Alignas(64) uint32_t data_word; /* getters FUTEX_WAIT here; bumped on commit/shutdown */
     uint32_t space_word;             /* putters FUTEX_WAIT here; bumped when a slot frees */
     uint32_t getters_waiting, putters_waiting; /* sums of the participants' counts */
+    /* of those, how many a FUTEX_WAKE was already sent to (each returning
+     * sleeper takes one back): wakers only call FUTEX_WAKE while some
+     * sleeper is still owed one, not on every commit/free until the woken
+     * sleeper is back under the mutex. Always <= *_waiting; a rebuild
+     * resets them to 0 (at worst a spare wake-up, never a missing one). */
+    uint32_t getters_woken, putters_woken;
     uint32_t shutdown;               /* bm_shutdown_mode */
     uint32_t attached;               /* participants registered */
     uint32_t has_delivered, pad0;
     uint64_t head, nqueued, nfree, nwriting, nheld; /* derived: rebuilt by recovery */
-    uint64_t next_seq, last_delivered;
+    uint64_t next_seq, last_delivered; /* ordinals (puts, refused ones too) */
+    uint64_t next_frame_seq;           /* frames committed: the next frame_seq */
     uint64_t puts, gets, dropped, cleared, underruns, reclaimed, high_water;
     uint64_t reclaimed_slots, lock_recoveries, dead_participants;
     int64_t last_reap_ns; /* atomic */
@@ -491,7 +511,7 @@ static inline void bm_shm__sort_by_seq(const bm_shm *r, uint32_t *a, uint64_t n)
  * (see the header comment). Idempotent; wakes every sleeper afterwards. */
 static inline void bm_shm__rebuild_locked(bm_shm *r) {
     bm_shm_header *h = r->h;
-    uint64_t n = h->g.nslots, nq = 0, nf = 0, nw = 0, nh = 0, maxseq1 = 0;
+    uint64_t n = h->g.nslots, nq = 0, nf = 0, nw = 0, nh = 0, maxseq1 = 0, maxfseq1 = 0;
     for (uint64_t i = 0; i < n; i++) {
         bm_shm_slot *s = &r->slots[i];
         uint32_t st = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
@@ -509,9 +529,11 @@ static inline void bm_shm__rebuild_locked(bm_shm *r) {
         } else if (st == BM_SLOT_QUEUED) {
             r->fifo[nq++] = (uint32_t)i;
             if (s->seq + 1 > maxseq1) maxseq1 = s->seq + 1;
+            if (s->frame_seq + 1 > maxfseq1) maxfseq1 = s->frame_seq + 1;
         } else if (st == BM_SLOT_HELD) {
             nh++;
             if (s->seq + 1 > maxseq1) maxseq1 = s->seq + 1;
+            if (s->frame_seq + 1 > maxfseq1) maxfseq1 = s->frame_seq + 1;
         } else {
             nw++;
         }
@@ -523,6 +545,7 @@ static inline void bm_shm__rebuild_locked(bm_shm *r) {
     h->nwriting = nw;
     h->nheld = nh;
     if (h->next_seq < maxseq1) h->next_seq = maxseq1;
+    if (h->next_frame_seq < maxfseq1) h->next_frame_seq = maxfseq1;
     uint32_t gw = 0, pw = 0, att = 0;
     for (uint32_t i = 0; i < BM_SHM_MAX_PARTICIPANTS; i++) {
         bm_shm_participant *p = &h->parts[i];
@@ -533,6 +556,7 @@ static inline void bm_shm__rebuild_locked(bm_shm *r) {
     }
     h->getters_waiting = gw;
     h->putters_waiting = pw;
+    h->getters_woken = h->putters_woken = 0;
     h->attached = att;
     if (h->high_water < nq) h->high_water = nq;
     if (h->high_water > n) h->high_water = n;
@@ -546,6 +570,7 @@ static inline void bm_shm__rebuild_locked(bm_shm *r) {
         h->puts = rhs;
         if (h->next_seq < rhs) h->next_seq = rhs;
     }
+    if (h->next_frame_seq > h->next_seq) h->next_frame_seq = h->next_seq; /* (corruption only) */
     __atomic_add_fetch(&h->data_word, 1, __ATOMIC_RELEASE);
     __atomic_add_fetch(&h->space_word, 1, __ATOMIC_RELEASE);
     r->wake_get = r->wake_put = INT_MAX;
@@ -637,16 +662,74 @@ static inline void bm_shm__want_wake(int *pending, int n) {
     if (*pending < n) *pending = n;
 }
 
+/* Mutex held, after the state change a sleeper waits for (and the word's
+ * bump, when there is one): ask for a FUTEX_WAKE of up to n sleepers of the
+ * word, sent after unlock -- only if some registered sleeper is not owed
+ * one yet (see getters_woken). No lost wake-up: a sleeper registers (and
+ * reads its `seen`) under the mutex, so every wake-up it is owed comes from
+ * a critical section after its registration, whose bump makes its
+ * FUTEX_WAIT return at once if it is not asleep in the kernel yet; it takes
+ * its credit back only when it is under the mutex again. */
+static inline void bm_shm__need_wake(bm_shm *r, int getter, int n) {
+    bm_shm_header *h = r->h;
+    uint32_t waiting = getter ? h->getters_waiting : h->putters_waiting;
+    uint32_t *woken = getter ? &h->getters_woken : &h->putters_woken;
+#ifdef BM_SHM_NO_CREDITS /* A/B switch: the pre-credit behaviour (a wake per change while anyone sleeps) */
+    if (waiting && n > 0) bm_shm__want_wake(getter ? &r->wake_get : &r->wake_put, n);
+    return;
+#endif
+    if (waiting <= *woken || n <= 0) return;
+    uint32_t owed = waiting - *woken;
+    *woken += (uint32_t)n >= owed ? owed : (uint32_t)n;
+    bm_shm__want_wake(getter ? &r->wake_get : &r->wake_put, n);
+}
+
+/* Mutex held again after a sleep on the word: this sleeper is no longer
+ * counted, and takes back one wake-up credit (if any was given). */
+static inline void bm_shm__slept(bm_shm *r, int getter, bm_shm_participant *me) {
+    bm_shm_header *h = r->h;
+    uint32_t *waiting = getter ? &h->getters_waiting : &h->putters_waiting;
+    uint32_t *woken = getter ? &h->getters_woken : &h->putters_woken;
+    if (*waiting) (*waiting)--;
+    if (*woken) (*woken)--;
+    if (*woken > *waiting) *woken = *waiting;
+    if (me) {
+        uint32_t *mine = getter ? &me->getters_waiting : &me->putters_waiting;
+        if (*mine) (*mine)--;
+    }
+}
+
 static inline void bm_shm__wake_getters(bm_shm *r, int n) {
     __atomic_add_fetch(&r->h->data_word, 1, __ATOMIC_RELEASE);
     r->own_data_bumps++;
-    if (r->h->getters_waiting) bm_shm__want_wake(&r->wake_get, n);
+    bm_shm__need_wake(r, 1, n);
 }
 
 static inline void bm_shm__wake_putters(bm_shm *r, int n) {
     __atomic_add_fetch(&r->h->space_word, 1, __ATOMIC_RELEASE);
     r->own_space_bumps++;
-    if (r->h->putters_waiting) bm_shm__want_wake(&r->wake_put, n);
+    bm_shm__need_wake(r, 0, n);
+}
+
+/* Mutex held on entry and on return (released meanwhile): spin for at most
+ * BM_SHM_SPIN_NS (and not past `deadline`) until `word` leaves `seen`.
+ * 1 if it moved (the caller re-checks its predicate instead of sleeping). */
+static inline int bm_shm__spin_locked(bm_shm *r, uint32_t *word, uint32_t seen, int64_t deadline) {
+    if (BM_SHM_SPIN_NS <= 0) return 0;
+    int64_t end = bm_now_ns() + BM_SHM_SPIN_NS;
+    if (deadline != BM_FOREVER && deadline < end) end = deadline;
+    bm_shm_unlock(r);
+    int moved = 0;
+    for (unsigned i = 1;; i++) {
+        if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != seen) {
+            moved = 1;
+            break;
+        }
+        bm_cpu_relax();
+        if ((i & 31) == 0 && bm_now_ns() >= end) break;
+    }
+    bm_shm_lock(r); /* BM_SHM_BROKEN cannot happen: every recoverer marks it consistent */
+    return moved || __atomic_load_n(word, __ATOMIC_ACQUIRE) != seen;
 }
 
 /* Sleep (mutex held on entry and on return) until `word` moves, a slice
@@ -658,6 +741,8 @@ static inline int bm_shm__sleep_locked(bm_shm *r, int getter, int64_t deadline) 
     uint32_t *word = getter ? &h->data_word : &h->space_word;
     bm_shm_participant *me = r->me < BM_SHM_MAX_PARTICIPANTS ? &h->parts[r->me] : NULL;
     uint32_t seen = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+    if (bm_shm__spin_locked(r, word, seen, deadline)) return BM_WAIT_WOKEN;
+    if (deadline != BM_FOREVER && bm_now_ns() >= deadline) return BM_WAIT_TIMEDOUT;
     if (getter) {
         h->getters_waiting++;
         if (me) me->getters_waiting++;
@@ -674,13 +759,7 @@ static inline int bm_shm__sleep_locked(bm_shm *r, int getter, int64_t deadline) 
     bm_shm_lock(r); /* BM_SHM_BROKEN cannot happen: every recoverer marks it consistent */
     /* our entry cannot have been reaped (we are alive), and a rebuild
      * recomputes the totals from the entries, ours included */
-    if (getter) {
-        if (h->getters_waiting) h->getters_waiting--;
-        if (me && me->getters_waiting) me->getters_waiting--;
-    } else {
-        if (h->putters_waiting) h->putters_waiting--;
-        if (me && me->putters_waiting) me->putters_waiting--;
-    }
+    bm_shm__slept(r, getter, me);
     if (timed_out_slice && bm_shm__reap_due(r)) bm_shm__reap_locked(r);
     if (deadline != BM_FOREVER && bm_now_ns() >= deadline) return BM_WAIT_TIMEDOUT;
     return BM_WAIT_WOKEN;
@@ -777,9 +856,10 @@ static inline int bm_shm__reap_for_space(bm_shm *r) {
 
 /* Reserve a slot for writing (-> WRITING, owned by us), pool.h semantics:
  * free slot; else drop_oldest evicts the oldest queued frame (dropped++);
- * else the policy refuses (BM_REFUSED: puts++, dropped++, a seq consumed,
- * underruns++ when nothing was queued) or, for "block", waits until
- * `deadline` (BM_FULL for BM_NOWAIT, BM_TIMEOUT). BM_SHUTDOWN once shut down.
+ * else the policy refuses (BM_REFUSED: puts++, dropped++, an ordinal
+ * consumed but no frame_seq, as pool.h; underruns++ when nothing was
+ * queued) or, for "block", waits until `deadline` (BM_FULL for BM_NOWAIT,
+ * BM_TIMEOUT). BM_SHUTDOWN once shut down.
  * *waited (may be NULL) carries "underrun already counted" across slices. */
 static inline int bm_shm_reserve_locked(bm_shm *r, int64_t deadline, int *waited, uint32_t *slot) {
     bm_shm_header *h = r->h;
@@ -792,7 +872,7 @@ static inline int bm_shm_reserve_locked(bm_shm *r, int64_t deadline, int *waited
             bm_shm__own(r, s, BM_SLOT_WRITING);
             BM_SHM_CRASH(11);
             h->nwriting++;
-            if (h->nfree && h->putters_waiting) bm_shm__want_wake(&r->wake_put, 1); /* chain */
+            if (h->nfree) bm_shm__need_wake(r, 0, 1); /* chain */
             *slot = s;
             return BM_OK;
         }
@@ -809,7 +889,7 @@ static inline int bm_shm_reserve_locked(bm_shm *r, int64_t deadline, int *waited
         if (bm_shm__reap_for_space(r)) continue;
         if (h->g.policy != BM_POLICY_BLOCK) {
             uint64_t queued = h->nqueued;
-            h->next_seq++; /* the refused frame's seq: consumers see the gap */
+            h->next_seq++; /* the refused frame's ordinal: consumers see the gap */
             BM_SHM_CRASH(14);
             h->puts++;
             h->dropped++;
@@ -838,7 +918,8 @@ static inline int bm_shm_abort_locked(bm_shm *r, uint32_t slot) {
 }
 
 /* Queue our WRITING slot: nbytes of data and meta_len of metadata written;
- * timestamp_ns (BM_SHM_TS_NOW: bm_now_ns()). seq = next_seq++, puts++.
+ * timestamp_ns (BM_SHM_TS_NOW: bm_now_ns()). ordinal (slot seq) = next_seq++,
+ * *seq = frame_seq = next_frame_seq++, puts++.
  * Shut down meanwhile: the slot is freed, BM_SHUTDOWN. */
 static inline int bm_shm_commit_locked(bm_shm *r, uint32_t slot, uint64_t nbytes,
                                        int64_t timestamp_ns, uint32_t meta_len, uint64_t *seq) {
@@ -851,12 +932,14 @@ static inline int bm_shm_commit_locked(bm_shm *r, uint32_t slot, uint64_t nbytes
     }
     bm_shm_slot *sl = &r->slots[slot];
     sl->seq = h->next_seq;
+    sl->frame_seq = h->next_frame_seq;
     sl->timestamp_ns = timestamp_ns == BM_SHM_TS_NOW ? bm_now_ns() : timestamp_ns;
     sl->nbytes = nbytes;
     sl->meta_len = meta_len;
     sl->gap = 0;
     BM_SHM_ORDER();
     h->next_seq++;
+    h->next_frame_seq++; /* a crash before this store: that frame_seq is reused (never seen) */
     BM_SHM_CRASH(30); /* seq taken, slot still WRITING: recovery counts it reclaimed */
     sl->owner = 0;
     bm_shm__set_state(sl, BM_SLOT_QUEUED);
@@ -869,7 +952,7 @@ static inline int bm_shm_commit_locked(bm_shm *r, uint32_t slot, uint64_t nbytes
     BM_SHM_CRASH(32);
     h->puts++;
     if (h->nqueued > h->high_water) h->high_water = h->nqueued;
-    if (seq) *seq = sl->seq;
+    if (seq) *seq = sl->frame_seq;
     bm_shm__wake_getters(r, 1);
     return BM_OK;
 }
@@ -907,7 +990,7 @@ static inline int bm_shm_take_locked(bm_shm *r, int64_t deadline, int *waited, u
     bm_shm_slot *sl = &r->slots[s];
     if (sl->nbytes > max_nbytes) {
         if (need) *need = sl->nbytes;
-        if (h->getters_waiting) bm_shm__want_wake(&r->wake_get, 1); /* someone else may take it */
+        bm_shm__need_wake(r, 1, 1); /* someone else may take it */
         return BM_TOOBIG;
     }
     bm_shm__pop_head(r);
@@ -921,7 +1004,7 @@ static inline int bm_shm_take_locked(bm_shm *r, int64_t deadline, int *waited, u
     h->has_delivered = 1;
     *slot = s;
     if (need) *need = sl->nbytes;
-    if (h->nqueued && h->getters_waiting) bm_shm__want_wake(&r->wake_get, 1); /* chain */
+    if (h->nqueued) bm_shm__need_wake(r, 1, 1); /* chain */
     return BM_OK;
 }
 
@@ -1007,16 +1090,19 @@ static inline int bm_shm_check_locked(const bm_shm *r) {
         return 2;
     for (uint64_t i = 0; i < h->nfree; i++)
         if (r->free_stack[i] >= n || r->slots[r->free_stack[i]].state != BM_SLOT_FREE) return 4;
-    uint64_t prev = 0;
+    uint64_t prev = 0, fprev = 0;
     for (uint64_t i = 0; i < h->nqueued; i++) {
         uint64_t j = h->head + i;
         if (j >= n) j -= n;
         uint32_t s = r->fifo[j];
         if (s >= n || r->slots[s].state != BM_SLOT_QUEUED) return 5;
-        if (i && r->slots[s].seq <= prev) return 6;
+        if (i && (r->slots[s].seq <= prev || r->slots[s].frame_seq <= fprev)) return 6;
+        if (r->slots[s].frame_seq >= h->next_frame_seq) return 6;
         prev = r->slots[s].seq;
+        fprev = r->slots[s].frame_seq;
     }
     if (h->puts != h->next_seq) return 7;
+    if (h->next_frame_seq > h->next_seq) return 10;
     if (h->puts != h->gets + h->dropped + h->reclaimed + h->cleared + h->nqueued) return 8;
     if (h->nqueued > h->high_water || h->high_water > n) return 9;
     return 0;
@@ -1437,13 +1523,7 @@ static inline int bm_shm_watch(bm_shm *r, int getter, bm_shm_watch_state *w, int
         int timed_out = rc != 0 && errno == ETIMEDOUT;
         w->woken = rc == 0;
         bm_shm_lock(r); /* BM_SHM_BROKEN cannot happen: every recoverer marks it consistent */
-        if (getter) {
-            if (h->getters_waiting) h->getters_waiting--;
-            if (me->getters_waiting) me->getters_waiting--;
-        } else {
-            if (h->putters_waiting) h->putters_waiting--;
-            if (me->putters_waiting) me->putters_waiting--;
-        }
+        bm_shm__slept(r, getter, me);
         if (timed_out && bm_shm__reap_due(r)) bm_shm__reap_locked(r);
     }
     uint32_t now_word = __atomic_load_n(word, __ATOMIC_ACQUIRE), now_own = *own;
