@@ -87,7 +87,7 @@ class QueueLock:
         self._owner = _get_ident()
         q = self._q
         q._refuse_reentry()
-        try:  # acquire inside try, not `with` (module docstring)
+        try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
             q._mutex.acquire()
             self._seen = (_events(q, ITEMS), _events(q, ROOM), _events(q, ALL_DONE))
         finally:
@@ -169,7 +169,7 @@ class QueueCondition:
         q, kind = lock._q, self._kind
         seen = lock._seen[kind]
         q._refuse_reentry()
-        try:  # acquire inside try, not `with` (module docstring)
+        try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
             q._mutex.acquire()
             kick_seen = self._kicks
         finally:
@@ -186,7 +186,7 @@ class QueueCondition:
     def _watch(self, q: Any, kind: int, seen: int, kick_seen: int, deadline: float | None) -> bool:
         inner = self._inner(q)
         q._refuse_reentry()
-        try:  # acquire inside try, not `with` (module docstring)
+        try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
             q._mutex.acquire()
             try:
                 return self._sleep_until_event(q, inner, kind, seen, kick_seen, deadline)
@@ -258,7 +258,7 @@ class QueueCondition:
             return
         q = self._lock._q
         q._refuse_reentry()
-        try:  # acquire inside try, not `with` (module docstring)
+        try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
             q._mutex.acquire()
             self._kicks += 1
             self._inner(q).notify_all()
@@ -293,7 +293,7 @@ class QueueView:
     def _snapshot(self) -> list[Any]:
         q = self._q
         q._refuse_reentry()
-        try:  # acquire inside try, not `with` (module docstring)
+        try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
             q._mutex.acquire()
             return list(q._queue)
         finally:
@@ -318,7 +318,7 @@ class QueueView:
         index = operator.index(index)  # TypeError for slices, like deque
         q = self._q
         q._refuse_reentry()
-        try:  # acquire inside try, not `with` (module docstring)
+        try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
             q._mutex.acquire()
             return q._queue[index]
         finally:
