@@ -48,11 +48,13 @@ def left_behind(before: set[str]) -> set[str]:
     test session or program on the machine, which must not be unlinked)."""
     new = segments() - before
     me = os.getpid()
+    seen = set()  # of ``new``, those still there when inspected
     foreign = set()
     now = time.time()
     for e in shm.list_segments():
         if e["name"] not in new:
             continue
+        seen.add(e["name"])
         if e.get("valid"):
             if e.get("creator_alive") and me not in _ancestors(e.get("creator_pid")):
                 foreign.add(e["name"])
@@ -69,7 +71,9 @@ def left_behind(before: set[str]) -> set[str]:
             continue
         if age < 10.0:
             foreign.add(e["name"])
-    return new - foreign
+    # A name listed first and gone by the time list_segments() looked (its
+    # last user unlinked it in between) is not left behind.
+    return seen - foreign
 
 
 def assert_no_segments_left(before: set[str], settle_s: float = 5.0) -> None:
@@ -81,13 +85,16 @@ def assert_no_segments_left(before: set[str], settle_s: float = 5.0) -> None:
     deadline = time.monotonic() + settle_s
     while left_behind(before) and time.monotonic() < deadline:
         time.sleep(0.01)
-    left = left_behind(before)
-    details = [e for e in shm.list_segments() if e["name"] in left]  # for the message
-    for name in left:
+    candidates = left_behind(before)
+    details = [e for e in shm.list_segments() if e["name"] in candidates]  # for the message
+    left = set()
+    for name in candidates:
         try:
             os.unlink(os.path.join(shm.SHM_DIR, name))
-        except FileNotFoundError:  # its last user removed it meanwhile
-            pass
+        except FileNotFoundError:  # its last user removed it meanwhile: not left
+            continue
+        left.add(name)
+    details = [e for e in details if e["name"] in left]
     assert not left, f"test left shared segments behind: {details}"
 
 
