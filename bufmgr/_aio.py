@@ -63,18 +63,19 @@ The fast lane (compiled FrameQueue and FrameRing)
 -------------------------------------------------
 notify(1) with one waiter is the usual wake-up, and every instruction of it
 is on the put -> resume latency. So a buffer may give its registries an
-``AioLanes`` (bufmgr/_aiolane.pxi): whenever notify(1) would take its fast
-path (a waiter registered, no delivery in flight) the registry ARMS the lane
-with a ticket ``(loop.call_soon_threadsafe, Waiters._deliver_lane, self, fut, loop)``
-for its oldest waiter, and the buffer's C code, instead of calling
-notify(1), takes the ticket (an atomic exchange) and calls it: the oldest
-waiter is picked and its loop rung with no Python frame, lock or dict on the
-producer's side. The registry learns this lazily: each critical section
-starts with ``_sync_locked`` (disarm; no ticket back means a producer took
-it, so the armed waiter moves from ``_waiting`` to ``_deliveries``, exactly
-what notify(1)'s fast path would have done) and ends with ``_arm_locked``.
-Because the state only changes under the lock, after a sync, an armed ticket
-always matches the state, and a ticket is taken at most once. With no ticket
+``AioLanes`` (bufmgr/_aiolane.pxi, which describes the exchanges): whenever
+notify(1) would take its fast path (a waiter registered, no delivery in
+flight) the registry ARMS the lane for its oldest waiter, and the buffer's C
+code, instead of calling notify(1), TAKES the ticket and rings the waiter's
+loop; there a small compiled callback CLAIMS the future and resolves it. No
+Python frame, lock or dict on the producer's side, no registry lock on the
+loop's. The registry learns of it lazily: each critical section starts with
+``_sync_locked`` (disarm; nothing back means taken: the waiter leaves
+``_waiting``, and if the callback has not claimed its future yet, the
+registry claims it and records the delivery in ``_deliveries`` exactly as
+notify(1)'s fast path would, so later wake-ups ride along, and the callback
+then delivers that batch through ``_deliver``). The state only changes under
+the lock after a sync, so an armed ticket always matches it. With no ticket
 the buffer calls notify(n) as before. Buffers without lanes (the pure twins,
 SharedFrameRing) never arm.
 
@@ -195,8 +196,13 @@ class Waiters:
         if fut is None:
             return
         self._armed = None
-        if self._lanes.disarm(self._kind) is None:  # taken
-            self._deliveries[self._waiting.pop(fut)] = [fut]
+        lanes, kind = self._lanes, self._kind
+        if lanes.disarm(kind) is not None:
+            return  # not taken: the state is as it was
+        loop = self._waiting.pop(fut)
+        if lanes.claim(kind) is fut:  # its callback has not run: it will deliver our batch
+            self._deliveries[loop] = [fut]
+        # else: the callback already claimed and resolved (or passed on) fut
 
     def _arm_locked(self) -> None:
         """After a sync: arm the lane when notify(1)'s fast path would apply."""
@@ -204,13 +210,15 @@ class Waiters:
         if self._lanes is None or not waiting or self._deliveries:
             return
         fut, loop = next(iter(waiting.items()))
-        self._lanes.arm(self._kind, (loop.call_soon_threadsafe, Waiters._deliver_lane, self, fut, loop))
+        self._lanes.arm(self._kind, loop.call_soon_threadsafe, self, fut)
         self._armed = fut
 
-    def _lane_failed(self, loop: asyncio.AbstractEventLoop) -> None:
-        """A producer took the ticket but could not ring ``loop`` (closed
-        meanwhile, or an error): its wake-up goes to another waiter."""
+    def _lane_failed(self, fut: asyncio.Future) -> None:
+        """A producer took ``fut``'s ticket but could not ring its loop
+        (closed meanwhile, or an error): the wake-up goes to another waiter.
+        (The future is still unclaimed: the sync below records its delivery.)"""
         n = 0
+        loop = fut.get_loop()
         try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
             self._lock.acquire()
             self._sync_locked()
@@ -239,13 +247,13 @@ class Waiters:
         try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
             self._lock.acquire()
             waiting = self._waiting
+            self._sync_locked()
             waiting[fut] = loop
             if not self._active:
                 self._active = True
                 if self._on_active is not None:
                     self._on_active(True)
-            if self._armed is None:  # (armed: the oldest waiter is unchanged)
-                self._arm_locked()
+            self._arm_locked()
         finally:
             try:
                 self._lock.release()
@@ -424,39 +432,8 @@ class Waiters:
                 self._lock.release()
             except RuntimeError:  # acquire() was interrupted before it took the lock
                 pass
-        if batch:
-            self._resolve(batch)
-
-    def _deliver_lane(self, fut: asyncio.Future, loop: asyncio.AbstractEventLoop) -> None:
-        """In ``loop``'s thread, rung by a producer that took ``fut``'s ticket:
-        ``_deliver`` with the sync done in place -- while ``_armed`` is still
-        ``fut`` nobody synced since the take, so ``fut`` alone was picked."""
-        try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
-            self._lock.acquire()
-            batch = None
-            if self._armed is fut:  # (the lane is empty: its ticket was taken)
-                self._armed = None
-                waiting = self._waiting
-                del waiting[fut]
-                if waiting and not self._deliveries:  # (_arm_locked's test, inlined)
-                    self._arm_locked()
-            else:  # synced meanwhile: fut is in the loop's batch, maybe with riders
-                batch = self._deliveries.pop(loop, None)
-                self._arm_locked()
-        finally:
-            try:
-                self._lock.release()
-            except RuntimeError:  # acquire() was interrupted before it took the lock
-                pass
-        if batch is None:  # fut alone (every instruction here is on the latency)
-            if fut.done():  # cancelled or timed out meanwhile: pass the wake-up on
-                self.notify(1)
-            else:
-                fut.set_result(True)
-        elif batch:
-            self._resolve(batch)
-
-    def _resolve(self, batch: list[asyncio.Future]) -> None:
+        if not batch:
+            return
         unused = 0
         for fut in batch:
             if fut.done():  # cancelled or timed out meanwhile: not its wake-up any more
@@ -482,9 +459,10 @@ class Waiters:
         # Only the forking thread exists in the child; the parent's loops and
         # waiters do not run here.
         self._lock = threading.RLock()
-        if self._armed is not None:
+        if self._lanes is not None:
             self._armed = None
             self._lanes.disarm(self._kind)
+            self._lanes.claim(self._kind)
         self._waiting.clear()
         self._deliveries.clear()
         if self._active:

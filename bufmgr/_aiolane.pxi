@@ -4,50 +4,99 @@
 #
 # A buffer's usual wake-up is notify(1) with one coroutine waiting. Through
 # Python that is a method call, the registry's lock, an OrderedDict pop and
-# the loop's call_soon_threadsafe, all on the put -> resume latency. So while
-# notify(1) would take its fast path (a waiter registered, no delivery in
-# flight) the registry ARMS the lane with a ready-made wake-up, the ticket
-# (call_soon_threadsafe, _deliver_lane, registry, future, loop), and the producer's notify(1)
-# takes it: one atomic exchange and the loop's call_soon_threadsafe. The
-# registry records what the taker did (its oldest waiter was picked, its loop
-# rung) the next time it takes its lock, by disarming the lane first: a
-# ticket gone means taken. A ticket is taken at most once (the exchange), so
-# one event rings one loop; with no ticket the producer calls notify(n) as
-# before.
+# the loop's call_soon_threadsafe on the producer's side, and a delivery
+# callback taking that lock again on the loop's side: microseconds each, all
+# on the put -> resume latency. So while notify(1) would take its fast path
+# (a waiter registered, no delivery in flight) the registry ARMS the lane
+# with a ready-made wake-up for its oldest waiter, and:
+#
+# * the producer's notify(1) TAKES it (one exchange, which also marks the
+#   waiter's future in flight) and calls the loop's call_soon_threadsafe;
+# * in the loop, _lane_deliver CLAIMS the in-flight future (one exchange) and
+#   resolves it: no registry lock on either side;
+# * the registry learns of it at its next critical section (_sync_locked):
+#   a disarm that gets nothing back means taken; then a claim that gets the
+#   future means the callback has not run yet -- the registry records the
+#   delivery as notify(1)'s fast path does (later wake-ups for that loop ride
+#   along) and the callback, finding nothing to claim, delivers that batch
+#   through the registry; a claim that gets nothing means the callback
+#   already resolved the future, which is simply forgotten.
+#
+# Each exchange happens once per ticket, so one event rings one loop and each
+# future is resolved by exactly one party. With no ticket the producer calls
+# notify(n) as before.
 
 cdef class AioLanes:
-    """One armed wake-up (or None) per direction of one buffer; see above."""
+    """Per direction of one buffer: the armed ticket (or None) and the future
+    of a taken ticket not yet claimed (or None); see above."""
 
-    cdef object getters  # the ticket for coroutines waiting for an item
-    cdef object putters  # ... for room
+    cdef object get_ticket, get_inflight  # coroutines waiting for an item
+    cdef object put_ticket, put_inflight  # ... for room
 
-    def arm(self, int kind, ticket):
-        """The registry (its lock held) arms the lane of ``kind``."""
+    def arm(self, int kind, call_soon_threadsafe, registry, fut):
+        """The registry (its lock held, after a sync) arms the lane of
+        ``kind`` for its oldest waiter ``fut``."""
+        cdef tuple ticket = (call_soon_threadsafe, _lane_deliver, self, kind, fut, registry)
         with cython.critical_section(self):
             if kind == _AIO_GETTERS:
-                self.getters = ticket
+                self.get_ticket = ticket
             else:
-                self.putters = ticket
+                self.put_ticket = ticket
 
     def disarm(self, int kind):
         """The registry (its lock held) takes the ticket back: None if a
         producer took it since it was armed."""
-        return self.take(kind)
-
-    cdef object take(self, int kind):
-        # Atomic exchange: under the GIL no other thread runs between the read
-        # and the write (nothing here runs Python code: the field holds None
-        # or a ticket and is replaced by None, whose reference is immortal or
-        # owned); free-threaded, the critical section serialises the takers.
         cdef object t
         with cython.critical_section(self):
             if kind == _AIO_GETTERS:
-                t = self.getters
-                self.getters = None
+                t, self.get_ticket = self.get_ticket, None
             else:
-                t = self.putters
-                self.putters = None
+                t, self.put_ticket = self.put_ticket, None
         return t
+
+    def claim(self, int kind):
+        """The future of a taken ticket, or None if someone claimed it first
+        (the registry's sync or the delivery callback)."""
+        return self._claim(kind)
+
+    # Exchanges: under the GIL no other thread runs between the read and the
+    # write (no Python code runs here: the fields hold None, a tuple or a
+    # future, replaced by None or a new tuple); free-threaded, the critical
+    # section serialises them.
+
+    cdef object _claim(self, int kind):
+        cdef object f
+        with cython.critical_section(self):
+            if kind == _AIO_GETTERS:
+                f, self.get_inflight = self.get_inflight, None
+            else:
+                f, self.put_inflight = self.put_inflight, None
+        return f
+
+    cdef object _take(self, int kind):
+        cdef object t
+        with cython.critical_section(self):
+            if kind == _AIO_GETTERS:
+                t, self.get_ticket = self.get_ticket, None
+                if t is not None:
+                    self.get_inflight = (<tuple>t)[4]
+            else:
+                t, self.put_ticket = self.put_ticket, None
+                if t is not None:
+                    self.put_inflight = (<tuple>t)[4]
+        return t
+
+
+def _lane_deliver(AioLanes lanes, int kind, fut, registry):
+    """In the loop's thread: the delivery of a taken ticket (see above)."""
+    if lanes._claim(kind) is not fut:
+        # The registry synced first and recorded the delivery (with any
+        # riders): deliver that batch through it.
+        registry._deliver(fut.get_loop())
+    elif fut.done():  # cancelled or timed out meanwhile: pass the wake-up on
+        registry.notify(1)
+    else:
+        fut.set_result(True)
 
 
 cdef void _aio_notify(object waiters, AioLanes lanes, int kind, size_t n) noexcept:
@@ -60,14 +109,14 @@ cdef void _aio_notify(object waiters, AioLanes lanes, int kind, size_t n) noexce
     if waiters is None:
         return
     if n == 1 and lanes is not None:
-        t = lanes.take(kind)
-        if t is not None:  # ours: ring its loop (call_soon_threadsafe(deliver, registry, loop))
+        t = lanes._take(kind)
+        if t is not None:  # ours: call_soon_threadsafe(_lane_deliver, lanes, kind, fut, registry)
             try:
-                t[0](t[1], t[2], t[3], t[4])
+                t[0](t[1], t[2], t[3], t[4], t[5])
             except RuntimeError:  # its loop closed meanwhile: the wake-up goes to another waiter
-                t[2]._lane_failed(t[4])
+                t[5]._lane_failed(t[4])
             except BaseException:  # worse (MemoryError): the same, then reported as unraisable
-                t[2]._lane_failed(t[4])
+                t[5]._lane_failed(t[4])
                 raise
             return
     (waiters.getters if kind == _AIO_GETTERS else waiters.putters).notify(n)

@@ -745,7 +745,7 @@ def _count_rings(lt):
 
     def counting(*args, **kwargs):
         cb = getattr(args[0], "__func__", args[0])  # (the pure twin passes a bound method)
-        if getattr(cb, "__qualname__", "").startswith("Waiters._deliver"):
+        if getattr(cb, "__qualname__", "") in ("Waiters._deliver", "_lane_deliver"):
             rings.append(cb)
         return real(*args, **kwargs)
 
