@@ -227,10 +227,7 @@ class Waiters:
                 n = len(batch)
                 self._forget_locked(lambda lp: lp is loop)
             else:  # not rung: the picked waiters wait on, oldest first
-                for fut in reversed(batch):
-                    if not fut.done():
-                        self._waiting[fut] = loop
-                        self._waiting.move_to_end(fut, last=False)
+                self._requeue_locked(batch, loop)
                 n = len(batch)
             self._arm_locked()
         finally:
@@ -240,6 +237,15 @@ class Waiters:
                 pass
         if n:
             self.notify(n)
+
+    def _requeue_locked(self, batch: list[asyncio.Future], loop: asyncio.AbstractEventLoop) -> None:
+        """Put picked, still pending waiters back at the head, in their order.
+        (A loop in its own function: bufmgr/_pyqueue.py's docstring.)"""
+        waiting = self._waiting
+        for fut in reversed(batch):
+            if not fut.done():
+                waiting[fut] = loop
+                waiting.move_to_end(fut, last=False)
 
     # -- registry (any thread) ------------------------------------------------
 
