@@ -365,6 +365,50 @@ def test_large_frames_are_laid_out_for_huge_pages():
         assert bufmgr._shm.peek(r.name)["total_bytes"] < hp
 
 
+def _private_small_dev_shm_works():
+    """True where this test may give a child a private /dev/shm of its own
+    (root, util-linux unshare): a mount namespace, nothing on the system changes."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return False
+    try:
+        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                            "mount -t tmpfs -o size=1m tmpfs /dev/shm"],
+                           capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
+@needs_shm
+@pytest.mark.skipif(not _private_small_dev_shm_works(),
+                    reason="needs root and unshare(1) for a private, small /dev/shm")
+def test_a_dev_shm_too_small_fails_creation_not_a_later_put():
+    """The segment's memory is allocated at creation: in a 16 MiB /dev/shm
+    (a container's is often 64 MB) 8 x 6 MB slots are refused by the
+    constructor with ENOSPC and a hint, and leave no file behind; before,
+    creation succeeded and the third put died of SIGBUS. A ring that fits
+    works."""
+    code = (
+        "import errno, os, bufmgr\n"
+        "try:\n"
+        "    bufmgr.SharedFrameRing(8, 6220800, overflow='block')\n"
+        "except OSError as e:\n"
+        "    assert e.errno == errno.ENOSPC and 'df /dev/shm' in str(e), e\n"
+        "else:\n"
+        "    raise AssertionError('created')\n"
+        "assert not [n for n in os.listdir('/dev/shm') if n.startswith('bufmgr-')]\n"
+        "with bufmgr.SharedFrameRing(1, 6220800) as r:\n"
+        "    r.put(b'x' * 6220800)\n"
+        "    assert len(memoryview(r.get())) == 6220800\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        'mount -t tmpfs -o size=16m tmpfs /dev/shm && exec "$0" -c "$1"',
+                        sys.executable, code],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stdout, r.stderr)
+
+
 @needs_shm
 class TestAttachErrors:
     def _file(self, name, data):
