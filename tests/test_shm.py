@@ -380,14 +380,14 @@ def _private_small_dev_shm_works():
 
 
 @needs_shm
-@pytest.mark.skipif(not _private_small_dev_shm_works(),
-                    reason="needs root and unshare(1) for a private, small /dev/shm")
 def test_a_dev_shm_too_small_fails_creation_not_a_later_put():
     """The segment's memory is allocated at creation: in a 16 MiB /dev/shm
     (a container's is often 64 MB) 8 x 6 MB slots are refused by the
     constructor with ENOSPC and a hint, and leave no file behind; before,
     creation succeeded and the third put died of SIGBUS. A ring that fits
     works."""
+    if not _private_small_dev_shm_works():
+        pytest.skip("needs root and unshare(1) for a private, small /dev/shm")
     code = (
         "import errno, os, bufmgr\n"
         "try:\n"
