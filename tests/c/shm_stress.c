@@ -22,6 +22,12 @@
  * 5 validate    attach-time validation on empty, short, random, truncated,
  *               corrupted and other-version headers in exact-size buffers
  *               (ASan sees any read past them), real files too, bad names.
+ * 5b layout     layout version 3: small frames keep the compact layout;
+ *               frames >= 2 MiB get a 2 MiB-aligned data area, stride and
+ *               file size; a large segment is mapped 2 MiB-aligned by its
+ *               creator and an attacher, its data area advised
+ *               MADV_HUGEPAGE (VmFlags "hg" in smaps, where THP exists),
+ *               and a frame through it verifies.
  * 6 wakeups     shutdown wakes waiters blocked in other processes; a
  *               producer blocked on a full ring gets the slots of a consumer
  *               killed while holding them.
