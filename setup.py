@@ -21,7 +21,7 @@ HEADERS = ["include/bufmgr/ring.h", "include/bufmgr/pool.h", "include/bufmgr/pla
 EXTENSIONS = [
     ("bufmgr._ring", ["bufmgr/_ring.pyx"],
      ["bufmgr/_cring.pxd", "bufmgr/_cpool.pxd", "bufmgr/_framering.pxi", "bufmgr/_compat.pxi",
-      "bufmgr/_deadline.pxi"]),
+      "bufmgr/_deadline.pxi", "bufmgr/_aiolane.pxi"]),
     # BufferManager's hot paths: bufmgr/_mgrcore.py compiled in Cython's pure-Python
     # mode (declarations in bufmgr/_mgrcore.pxd); the same file is the pure fallback.
     ("bufmgr._mgrcore", ["bufmgr/_mgrcore.py"], ["bufmgr/_mgrcore.pxd"]),

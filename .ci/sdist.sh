@@ -34,7 +34,7 @@ tar tzf "$sdist" >"$work/contents"
 for f in include/bufmgr/ring.h include/bufmgr/pool.h include/bufmgr/platform.h \
          bufmgr/_ring.pyx bufmgr/_cring.pxd bufmgr/_cpool.pxd bufmgr/_framering.pxi \
          bufmgr/_mgrcore.py bufmgr/_mgrcore.pxd bufmgr/_compat.pxi bufmgr/_pycompat.py bufmgr/_ring.pyi bufmgr/py.typed \
-         bufmgr/_shm.pyx bufmgr/_cshm.pxd bufmgr/_shm.pyi include/bufmgr/shmring.h bufmgr/_deadline.pxi \
+         bufmgr/_shm.pyx bufmgr/_cshm.pxd bufmgr/_shm.pyi include/bufmgr/shmring.h bufmgr/_deadline.pxi bufmgr/_aiolane.pxi \
          setup.py pyproject.toml tests/typing/check_queue.py tests/typing/check_manager.py \
          tests/conftest.py tests/c/ring_stress.c tests/c/run.sh; do
     grep -q "^bufmgr-[^/]*/$f\$" "$work/contents" || die "sdist lacks $f"

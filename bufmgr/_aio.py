@@ -4,7 +4,7 @@ Used by both implementations (compiled and pure) of FrameQueue and FrameRing;
 their ``async_*`` methods and ``__aiter__`` are thin wrappers over the
 coroutines at the bottom of this module.
 
-How a coroutine waits (``Waiters.wait``)
+How a coroutine waits (``_wait``, at the bottom)
 ----------------------------------------
 1. It tries the non-blocking call (``get_nowait``, ``put_nowait``, ...). That
    is the whole cost when the buffer is ready: no future, no lock, no loop
@@ -59,6 +59,25 @@ producer's critical section comes first (the second try sees the item) or
 the waiter's does, and then the store happened before the producer's read
 through the mutex. On GIL builds the GIL orders both.
 
+The fast lane (compiled FrameQueue and FrameRing)
+-------------------------------------------------
+notify(1) with one waiter is the usual wake-up, and every instruction of it
+is on the put -> resume latency. So a buffer may give its registries an
+``AioLanes`` (bufmgr/_aiolane.pxi): whenever notify(1) would take its fast
+path (a waiter registered, no delivery in flight) the registry ARMS the lane
+with a ticket ``(loop.call_soon_threadsafe, Waiters._deliver_lane, self, fut, loop)``
+for its oldest waiter, and the buffer's C code, instead of calling
+notify(1), takes the ticket (an atomic exchange) and calls it: the oldest
+waiter is picked and its loop rung with no Python frame, lock or dict on the
+producer's side. The registry learns this lazily: each critical section
+starts with ``_sync_locked`` (disarm; no ticket back means a producer took
+it, so the armed waiter moves from ``_waiting`` to ``_deliveries``, exactly
+what notify(1)'s fast path would have done) and ends with ``_arm_locked``.
+Because the state only changes under the lock, after a sync, an armed ticket
+always matches the state, and a ticket is taken at most once. With no ticket
+the buffer calls notify(n) as before. Buffers without lanes (the pure twins,
+SharedFrameRing) never arm.
+
 The interface, for buffers that live outside this process
 -------------------------------------------------------
 ``Waiters(on_active)`` is all a buffer needs: call ``notify(n)`` /
@@ -83,7 +102,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from ._errors import Empty, Full, ShutDown, check_max_items, check_timeout
 
@@ -124,9 +143,11 @@ class Waiters:
     ("an item arrived" or "room was freed"). Thread-safe; see the module
     docstring for the protocol and the ``on_active`` hook."""
 
-    __slots__ = ("_lock", "_waiting", "_deliveries", "_on_active", "_active", "__weakref__")
+    __slots__ = ("_lock", "_waiting", "_deliveries", "_on_active", "_active",
+                 "_lanes", "_kind", "_armed", "__weakref__")
 
-    def __init__(self, on_active: Callable[[bool], None] | None = None) -> None:
+    def __init__(self, on_active: Callable[[bool], None] | None = None,
+                 lanes: Any = None, kind: int = 0) -> None:
         # Re-entrant: a finalizer (a Frame's __del__ frees a slot and notifies)
         # may run in this thread while it holds the lock (the GC can run at any
         # allocation). Every critical section below leaves the registry
@@ -138,17 +159,79 @@ class Waiters:
         self._deliveries: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
         self._on_active = on_active
         self._active = False  # what on_active was last told
+        # The fast lane (module docstring): the buffer's AioLanes or None, our
+        # direction in it, and the future whose ticket is armed (None: none).
+        self._lanes = lanes
+        self._kind = kind
+        self._armed: asyncio.Future | None = None
         _all_waiters.add(self)
 
     def __len__(self) -> int:
-        """Registered waiters (not counting woken ones on their way)."""
-        return len(self._waiting)
+        """Registered waiters (not counting woken ones on their way). Syncs
+        the fast lane, so ``_deliveries`` is up to date afterwards (tests)."""
+        try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
+            self._lock.acquire()
+            self._sync_locked()
+            self._arm_locked()
+            return len(self._waiting)
+        finally:
+            try:
+                self._lock.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
 
     @property
     def active(self) -> bool:
         """What on_active was last told: True while anyone waits, and at most
         until the next notify after the last one was woken."""
         return self._active
+
+    # -- the fast lane (lock held) ---------------------------------------------
+
+    def _sync_locked(self) -> None:
+        """Disarm the lane; if a producer took the ticket meanwhile, record
+        what it did: the armed (oldest) waiter was picked, its loop rung."""
+        fut = self._armed
+        if fut is None:
+            return
+        self._armed = None
+        if self._lanes.disarm(self._kind) is None:  # taken
+            self._deliveries[self._waiting.pop(fut)] = [fut]
+
+    def _arm_locked(self) -> None:
+        """After a sync: arm the lane when notify(1)'s fast path would apply."""
+        waiting = self._waiting
+        if self._lanes is None or not waiting or self._deliveries:
+            return
+        fut, loop = next(iter(waiting.items()))
+        self._lanes.arm(self._kind, (loop.call_soon_threadsafe, Waiters._deliver_lane, self, fut, loop))
+        self._armed = fut
+
+    def _lane_failed(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A producer took the ticket but could not ring ``loop`` (closed
+        meanwhile, or an error): its wake-up goes to another waiter."""
+        n = 0
+        try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
+            self._lock.acquire()
+            self._sync_locked()
+            batch = self._deliveries.pop(loop, [])
+            if loop.is_closed():
+                n = len(batch)
+                self._forget_locked(lambda lp: lp is loop)
+            else:  # not rung: the picked waiters wait on, oldest first
+                for fut in reversed(batch):
+                    if not fut.done():
+                        self._waiting[fut] = loop
+                        self._waiting.move_to_end(fut, last=False)
+                n = len(batch)
+            self._arm_locked()
+        finally:
+            try:
+                self._lock.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
+        if n:
+            self.notify(n)
 
     # -- registry (any thread) ------------------------------------------------
 
@@ -161,6 +244,8 @@ class Waiters:
                 self._active = True
                 if self._on_active is not None:
                     self._on_active(True)
+            if self._armed is None:  # (armed: the oldest waiter is unchanged)
+                self._arm_locked()
         finally:
             try:
                 self._lock.release()
@@ -171,13 +256,16 @@ class Waiters:
         """Remove a registered future; False if notify had picked it already."""
         try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
             self._lock.acquire()
+            self._sync_locked()
             waiting = self._waiting
             if waiting.pop(fut, None) is None:
+                self._arm_locked()
                 return False
             if not waiting and self._active:
                 self._active = False
                 if self._on_active is not None:
                     self._on_active(False)
+            self._arm_locked()
             return True
         finally:
             try:
@@ -190,31 +278,38 @@ class Waiters:
         never blocks on a loop, never raises for a closed one."""
         if n == 1:
             # Fast path, the usual wake-up: one waiter, no delivery in flight.
-            # Every instruction here is on the put -> resume latency, so the
-            # loop is rung first thing, with the lock still held (harmless:
-            # call_soon_threadsafe only queues and writes the self-pipe).
+            # Every instruction here is on the put -> resume latency. The loop
+            # is rung AFTER the lock is released: call_soon_threadsafe's
+            # self-pipe write releases the GIL, the loop thread wakes at once
+            # and its _deliver takes this lock; were it still held, the loop
+            # thread would block on it until this thread got the GIL back
+            # (one more thread wake-up on the latency, ~+15% measured).
+            loop = None
             try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
                 self._lock.acquire()
+                self._sync_locked()
                 waiting, deliveries = self._waiting, self._deliveries
                 if waiting and not deliveries:
                     fut, loop = waiting.popitem(last=False)
                     deliveries[loop] = [fut]
-                    try:
-                        loop.call_soon_threadsafe(self._deliver, loop)
-                        return
-                    except RuntimeError:  # closed: the general path below
-                        deliveries.pop(loop, None)
-                        waiting[fut] = loop
-                        waiting.move_to_end(fut, last=False)
             finally:
                 try:
                     self._lock.release()
                 except RuntimeError:  # acquire() was interrupted before it took the lock
                     pass
+            if loop is not None:
+                try:
+                    loop.call_soon_threadsafe(self._deliver, loop)
+                    return
+                except RuntimeError:  # closed meanwhile: its wake-up goes to others
+                    n = self._drop_loop(loop)
+                    if n == 0:
+                        return
         while n > 0:
-            schedule = []
+            schedule: list[asyncio.AbstractEventLoop] = []
             try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
                 self._lock.acquire()
+                self._sync_locked()
                 waiting, deliveries = self._waiting, self._deliveries
                 if deliveries:
                     n += self._reclaim_closed_locked()
@@ -227,8 +322,10 @@ class Waiters:
                         self._active = False
                         if self._on_active is not None:
                             self._on_active(False)
+                    self._arm_locked()  # (deliveries reclaimed, nobody waits: no-op)
                     return
                 self._pick_locked(n, schedule)
+                self._arm_locked()
             finally:
                 try:
                     self._lock.release()
@@ -275,6 +372,7 @@ class Waiters:
         last waiter). Returns how many waiters are registered."""
         try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
             self._lock.acquire()
+            self._sync_locked()
             waiting = self._waiting
             self._forget_locked(lambda lp: lp.is_closed())
             if self._deliveries:
@@ -283,6 +381,7 @@ class Waiters:
                 self._active = False
                 if self._on_active is not None:
                     self._on_active(False)
+            self._arm_locked()
             return len(waiting)
         finally:
             try:
@@ -295,8 +394,10 @@ class Waiters:
         had been picked for it (to give to others)."""
         try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
             self._lock.acquire()
+            self._sync_locked()
             n = len(self._deliveries.pop(loop, ()))
             self._forget_locked(lambda lp: lp is loop)
+            self._arm_locked()
         finally:
             try:
                 self._lock.release()
@@ -315,14 +416,47 @@ class Waiters:
         """In ``loop``'s thread: resolve the futures picked for it."""
         try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
             self._lock.acquire()
+            self._sync_locked()
             batch = self._deliveries.pop(loop, None)
+            self._arm_locked()  # the next waiter's ticket, if it is its turn now
         finally:
             try:
                 self._lock.release()
             except RuntimeError:  # acquire() was interrupted before it took the lock
                 pass
-        if not batch:
-            return
+        if batch:
+            self._resolve(batch)
+
+    def _deliver_lane(self, fut: asyncio.Future, loop: asyncio.AbstractEventLoop) -> None:
+        """In ``loop``'s thread, rung by a producer that took ``fut``'s ticket:
+        ``_deliver`` with the sync done in place -- while ``_armed`` is still
+        ``fut`` nobody synced since the take, so ``fut`` alone was picked."""
+        try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
+            self._lock.acquire()
+            batch = None
+            if self._armed is fut:  # (the lane is empty: its ticket was taken)
+                self._armed = None
+                waiting = self._waiting
+                del waiting[fut]
+                if waiting and not self._deliveries:  # (_arm_locked's test, inlined)
+                    self._arm_locked()
+            else:  # synced meanwhile: fut is in the loop's batch, maybe with riders
+                batch = self._deliveries.pop(loop, None)
+                self._arm_locked()
+        finally:
+            try:
+                self._lock.release()
+            except RuntimeError:  # acquire() was interrupted before it took the lock
+                pass
+        if batch is None:  # fut alone (every instruction here is on the latency)
+            if fut.done():  # cancelled or timed out meanwhile: pass the wake-up on
+                self.notify(1)
+            else:
+                fut.set_result(True)
+        elif batch:
+            self._resolve(batch)
+
+    def _resolve(self, batch: list[asyncio.Future]) -> None:
         unused = 0
         for fut in batch:
             if fut.done():  # cancelled or timed out meanwhile: not its wake-up any more
@@ -348,53 +482,15 @@ class Waiters:
         # Only the forking thread exists in the child; the parent's loops and
         # waiters do not run here.
         self._lock = threading.RLock()
+        if self._armed is not None:
+            self._armed = None
+            self._lanes.disarm(self._kind)
         self._waiting.clear()
         self._deliveries.clear()
         if self._active:
             self._active = False
             if self._on_active is not None:
                 self._on_active(False)
-
-    # -- waiting (a coroutine) ------------------------------------------------
-
-    async def wait(self, attempt: Callable[[], Any], blocked: type[BaseException],
-                   seconds: float | None) -> Any:
-        """Return ``attempt()`` once it stops raising ``blocked``; after
-        ``seconds`` (None: forever) one last try, whose ``blocked`` propagates.
-        The caller already tried once (step 1 of the module docstring)."""
-        loop = (_get_running_loop or _load_asyncio())()
-        deadline = None if seconds is None else loop.time() + seconds
-        while True:
-            fut = loop.create_future()
-            self._register(fut, loop)
-            try:
-                result = attempt()  # second try: closes the lost-wake-up race
-            except blocked:
-                pass
-            except BaseException:
-                self._abandon(fut)
-                raise
-            else:
-                self._abandon(fut)
-                return result
-            timer = None if deadline is None else loop.call_at(deadline, _expire, fut)
-            try:
-                await fut
-            except BaseException:  # CancelledError, GeneratorExit (coroutine closed)
-                self._abandon(fut)
-                raise
-            finally:
-                if timer is not None:
-                    timer.cancel()
-            if fut.result() is not True:  # our own timeout
-                self._abandon(fut)
-                return attempt()  # last try: raises `blocked` if still nothing
-            # Woken (notify unregistered us): try again, and register anew
-            # only if someone else was faster.
-            try:
-                return attempt()
-            except blocked:
-                pass
 
 
 class BufferWaiters:
@@ -403,9 +499,9 @@ class BufferWaiters:
 
     __slots__ = ("getters", "putters")
 
-    def __init__(self, buffer: Any) -> None:
-        self.getters = Waiters(_active_hook(buffer, GETTERS))
-        self.putters = Waiters(_active_hook(buffer, PUTTERS))
+    def __init__(self, buffer: Any, lanes: Any = None) -> None:
+        self.getters = Waiters(_active_hook(buffer, GETTERS), lanes, GETTERS)
+        self.putters = Waiters(_active_hook(buffer, PUTTERS), lanes, PUTTERS)
 
 
 def _active_hook(buffer: Any, kind: int) -> Callable[[bool], None]:
@@ -438,60 +534,94 @@ if hasattr(os, "register_at_fork"):
 
 
 # -- the coroutines behind the buffers' async_* methods ------------------------
+#
+# One coroutine per await: async_get() returns _wait()'s coroutine itself, so
+# a woken waiter resumes through a single Python frame on its way back (the
+# put -> resume latency), not a wrapper awaiting a wrapper.
 
 
 def _seconds(timeout: object) -> float | None:
     return None if timeout is None else check_timeout(timeout)
 
 
-async def get(buffer: Any, timeout: float | None = None) -> Any:
-    """``await buffer.async_get(timeout)``: get() without blocking the loop."""
+def _getters(buffer: Any) -> Waiters:
+    return buffer._aio_waiters().getters
+
+
+def _putters(buffer: Any) -> Waiters:
+    return buffer._aio_waiters().putters
+
+
+async def _wait(buffer: Any, registry: Callable[[Any], Waiters], attempt: Callable[[], Any],
+                blocked: type[BaseException], timeout: object) -> Any:
+    """Return ``attempt()`` once it stops raising ``blocked``, waiting in
+    ``registry(buffer)`` meanwhile (the module docstring's steps 1-3); after
+    ``timeout`` seconds (None: forever; checked when awaited, like the sync
+    calls' arguments) one last try, whose ``blocked`` propagates."""
     seconds = _seconds(timeout)
     try:
-        return buffer.get_nowait()
-    except Empty:
+        return attempt()  # step 1: the whole cost when the buffer is ready
+    except blocked:
         if seconds == 0.0:
             raise
-    return await buffer._aio_waiters().getters.wait(buffer.get_nowait, Empty, seconds)
+    waiters = registry(buffer)
+    loop = (_get_running_loop or _load_asyncio())()
+    deadline = None if seconds is None else loop.time() + seconds
+    while True:
+        fut = loop.create_future()
+        waiters._register(fut, loop)
+        try:
+            result = attempt()  # second try: closes the lost-wake-up race
+        except blocked:
+            pass
+        except BaseException:
+            waiters._abandon(fut)
+            raise
+        else:
+            waiters._abandon(fut)
+            return result
+        timer = None if deadline is None else loop.call_at(deadline, _expire, fut)
+        try:
+            await fut
+        except BaseException:  # CancelledError, GeneratorExit (coroutine closed)
+            waiters._abandon(fut)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if fut.result() is not True:  # our own timeout
+            waiters._abandon(fut)
+            return attempt()  # last try: raises `blocked` if still nothing
+        # Woken (notify unregistered us): try again, and register anew
+        # only if someone else was faster.
+        try:
+            return attempt()
+        except blocked:
+            pass
+
+
+def get(buffer: Any, timeout: float | None = None) -> Coroutine[Any, Any, Any]:
+    """``await buffer.async_get(timeout)``: get() without blocking the loop."""
+    return _wait(buffer, _getters, buffer.get_nowait, Empty, timeout)
 
 
 async def get_many(buffer: Any, max_items: int, timeout: float | None = None) -> list[Any]:
     """``await queue.async_get_many(max_items, timeout)``."""
     n = check_max_items(max_items)
-    seconds = _seconds(timeout)
-    attempt = partial(buffer.get_many, n, False)
-    try:
-        return attempt()
-    except Empty:
-        if seconds == 0.0:
-            raise
-    return await buffer._aio_waiters().getters.wait(attempt, Empty, seconds)
+    result: list[Any] = await _wait(buffer, _getters, partial(buffer.get_many, n, False), Empty, timeout)
+    return result
 
 
-async def get_latest(buffer: Any, timeout: float | None = None) -> Any:
+def get_latest(buffer: Any, timeout: float | None = None) -> Coroutine[Any, Any, Any]:
     """``await buffer.async_get_latest(timeout)``: the newest item, older ones dropped."""
-    seconds = _seconds(timeout)
-    attempt = partial(buffer.get_latest, False)
-    try:
-        return attempt()
-    except Empty:
-        if seconds == 0.0:
-            raise
-    return await buffer._aio_waiters().getters.wait(attempt, Empty, seconds)
+    return _wait(buffer, _getters, partial(buffer.get_latest, False), Empty, timeout)
 
 
-async def put(buffer: Any, item: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+def put(buffer: Any, item: Any, timeout: float | None = None, **kwargs: Any) -> Coroutine[Any, Any, Any]:
     """``await buffer.async_put(item, timeout)``: put() without blocking the loop;
     returns what put() returns. Only the "block" policy ever waits. ``kwargs``
     (SharedFrameRing's timestamp_ns/metadata) go to every put_nowait try."""
-    seconds = _seconds(timeout)
-    try:
-        return buffer.put_nowait(item, **kwargs)
-    except Full:
-        if seconds == 0.0:
-            raise
-    return await buffer._aio_waiters().putters.wait(partial(buffer.put_nowait, item, **kwargs),
-                                                    Full, seconds)
+    return _wait(buffer, _putters, partial(buffer.put_nowait, item, **kwargs), Full, timeout)
 
 
 class AsyncIterator:
@@ -509,10 +639,6 @@ class AsyncIterator:
     async def __anext__(self) -> Any:
         buffer = self._buffer
         try:
-            try:
-                return buffer.get_nowait()
-            except Empty:
-                pass
-            return await buffer._aio_waiters().getters.wait(buffer.get_nowait, Empty, None)
+            return await _wait(buffer, _getters, buffer.get_nowait, Empty, None)
         except ShutDown:
             raise StopAsyncIteration from None

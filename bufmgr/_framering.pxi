@@ -121,7 +121,7 @@ cdef inline void _fr_aio_room(FrameRing ring, size_t n) noexcept:
     # `n` slots were freed (pool mutex already released): wake coroutines
     # waiting for room, if any. The one check a freeing call pays.
     if BM_AIO_LOAD(&ring.aio_putters):
-        _aio_notify(ring._aio, _AIO_PUTTERS, n)
+        _aio_notify(ring._aio, ring._aio_lanes, _AIO_PUTTERS, n)
 
 
 cdef int _fr_source(object buffer, Py_buffer *view, Py_ssize_t frame_bytes) except -1:
@@ -392,6 +392,7 @@ cdef class FrameRing:
     # asyncio (bufmgr/_aio.py), as in FrameQueue: the registries and the
     # flags tested after the pool mutex is released (_fr_aio_room for frees).
     cdef object _aio
+    cdef AioLanes _aio_lanes  # made with _aio (bufmgr/_aiolane.pxi)
     cdef int aio_getters
     cdef int aio_putters
     # True while the forking thread holds this ring's mutex for fork(): only
@@ -494,7 +495,7 @@ cdef class FrameRing:
             if st != BM_OK:
                 return _fr_raise(st, False)  # shut down during the copy: slot freed
             if BM_AIO_LOAD(&self.aio_getters):  # a coroutine waits (mutex released)
-                _aio_notify(self._aio, _AIO_GETTERS, 1)
+                _aio_notify(self._aio, self._aio_lanes, _AIO_GETTERS, 1)
             return seq
         finally:
             Py_XDECREF(meta)      # not queued (refused, failed, interrupted)
@@ -797,7 +798,7 @@ cdef class FrameRing:
             PyMem_Free(dead)
         # every coroutine waiting on this ring, in every loop
         if BM_AIO_LOAD(&self.aio_getters):
-            _aio_notify(self._aio, _AIO_GETTERS, _AIO_ALL)
+            _aio_notify(self._aio, self._aio_lanes, _AIO_GETTERS, _AIO_ALL)
         _fr_aio_room(self, _AIO_ALL)
 
     def clear(self):
@@ -905,10 +906,13 @@ cdef class FrameRing:
     def _aio_waiters(self):
         """The ring's _aio.BufferWaiters, made on first use (see FrameQueue's)."""
         cdef object w = self._aio
+        cdef AioLanes lanes
         if w is None:
-            w = _aio.BufferWaiters(self)
+            lanes = AioLanes()
+            w = _aio.BufferWaiters(self, lanes)
             with cython.critical_section(self):
                 if self._aio is None:
+                    self._aio_lanes = lanes
                     self._aio = w
                 w = self._aio
         return w

@@ -90,15 +90,7 @@ cdef enum:
 cdef size_t _AIO_ALL = <size_t>(1) << 62  # == _aio.ALL
 
 
-cdef void _aio_notify(object waiters, int kind, size_t n) noexcept:
-    # Wake coroutines waiting on a buffer (waiters: its _aio.BufferWaiters).
-    # Called only when the buffer's flag for `kind` is set, and only after
-    # its mutex was released (invariant 1). Never raises (an error, e.g.
-    # MemoryError, is reported as unraisable: the sync call it follows
-    # already happened).
-    if waiters is None:
-        return
-    (waiters.getters if kind == _AIO_GETTERS else waiters.putters).notify(n)
+include "_aiolane.pxi"  # AioLanes, _aio_notify: wake-ups from C
 
 
 cdef extern from "Python.h":
@@ -217,6 +209,7 @@ cdef class FrameQueue:
     # its flag after the mutex is released: the one check the sync hot path
     # pays, and the only way a put/get from any thread reaches a coroutine.
     cdef object _aio
+    cdef AioLanes _aio_lanes      # made with _aio (bufmgr/_aiolane.pxi)
     cdef int aio_getters
     cdef int aio_putters
     cdef object __weakref__
@@ -271,7 +264,7 @@ cdef class FrameQueue:
             Py_XDECREF(item)
             _raise_status(st, False)
         if BM_AIO_LOAD(&self.aio_getters):
-            _aio_notify(self._aio, _AIO_GETTERS, 1)
+            _aio_notify(self._aio, self._aio_lanes, _AIO_GETTERS, 1)
         return None  # only "block" waits, and it never drops
 
     cdef inline object _put(self, object item, bint block, double seconds):
@@ -283,7 +276,7 @@ cdef class FrameQueue:
         _leave(self)
         if st == BM_OK:
             if BM_AIO_LOAD(&self.aio_getters):  # a coroutine waits (mutex released)
-                _aio_notify(self._aio, _AIO_GETTERS, 1)
+                _aio_notify(self._aio, self._aio_lanes, _AIO_GETTERS, 1)
             if dropped == NULL:
                 return None
             return _steal(dropped)  # evicted oldest, or `item` refused
@@ -371,7 +364,7 @@ cdef class FrameQueue:
                 Py_XDECREF(<PyObject *>dropped[i])
             PyMem_Free(ptrs)
             if done and BM_AIO_LOAD(&self.aio_getters):
-                _aio_notify(self._aio, _AIO_GETTERS, done)
+                _aio_notify(self._aio, self._aio_lanes, _AIO_GETTERS, done)
         if st != BM_OK:
             _raise_status(st, False)
         return result
@@ -415,7 +408,7 @@ cdef class FrameQueue:
             st = self._get_wait(seconds, &out, NULL, NULL, 0, NULL)
         if st == BM_OK:
             if BM_AIO_LOAD(&self.aio_putters):  # a coroutine waits for room
-                _aio_notify(self._aio, _AIO_PUTTERS, 1)
+                _aio_notify(self._aio, self._aio_lanes, _AIO_PUTTERS, 1)
             return _steal(out)
         return _raise_status(st, True)
 
@@ -464,7 +457,7 @@ cdef class FrameQueue:
             limit -= got
             if got < want or limit <= 0:
                 if BM_AIO_LOAD(&self.aio_putters):
-                    _aio_notify(self._aio, _AIO_PUTTERS, len(result))
+                    _aio_notify(self._aio, self._aio_lanes, _AIO_PUTTERS, len(result))
                 return result
             want = <size_t>limit if <size_t>limit < CHUNK else CHUNK
             _enter(self)
@@ -492,7 +485,7 @@ cdef class FrameQueue:
         n = discarded.count + 1
         _release(&discarded)  # after unlock (invariant 1)
         if BM_AIO_LOAD(&self.aio_putters):
-            _aio_notify(self._aio, _AIO_PUTTERS, n)
+            _aio_notify(self._aio, self._aio_lanes, _AIO_PUTTERS, n)
         return result
 
     # -- bookkeeping -------------------------------------------------------
@@ -539,9 +532,9 @@ cdef class FrameQueue:
         _release(&items)
         # every coroutine waiting on this queue, in every loop
         if BM_AIO_LOAD(&self.aio_getters):
-            _aio_notify(self._aio, _AIO_GETTERS, _AIO_ALL)
+            _aio_notify(self._aio, self._aio_lanes, _AIO_GETTERS, _AIO_ALL)
         if BM_AIO_LOAD(&self.aio_putters):
-            _aio_notify(self._aio, _AIO_PUTTERS, _AIO_ALL)
+            _aio_notify(self._aio, self._aio_lanes, _AIO_PUTTERS, _AIO_ALL)
 
     def clear(self):
         """Remove every queued item (counted as cleared); return how many."""
@@ -552,7 +545,7 @@ cdef class FrameQueue:
         _leave(self)
         _release(&items)
         if n and BM_AIO_LOAD(&self.aio_putters):
-            _aio_notify(self._aio, _AIO_PUTTERS, n)
+            _aio_notify(self._aio, self._aio_lanes, _AIO_PUTTERS, n)
         return n
 
     # -- introspection -----------------------------------------------------
@@ -676,12 +669,17 @@ cdef class FrameQueue:
     def _aio_waiters(self):
         """The queue's _aio.BufferWaiters, made on first use."""
         cdef object w = self._aio
+        cdef AioLanes lanes
         if w is None:
-            w = _aio.BufferWaiters(self)
+            lanes = AioLanes()
+            w = _aio.BufferWaiters(self, lanes)
             # check-and-set with no Python code in between: atomic under the
-            # GIL, a critical section on free-threaded builds
+            # GIL, a critical section on free-threaded builds. The lanes are
+            # set first: a notifier that sees _aio sees them (or none, and
+            # takes the Python path).
             with cython.critical_section(self):
                 if self._aio is None:
+                    self._aio_lanes = lanes
                     self._aio = w
                 w = self._aio
         return w

@@ -726,6 +726,170 @@ async def _start_waiter(q):
 
 
 # ---------------------------------------------------------------------------
+# the fast lane (bufmgr/_aio.py "The fast lane", bufmgr/_aiolane.pxi): a
+# compiled buffer rings the oldest waiter's loop from C, the registry syncs
+# later. These pin the hand-overs around a ticket taken but not yet delivered.
+
+
+def _restart(lt):
+    lt.thread = threading.Thread(target=lt.loop.run_forever, name="loop-again", daemon=True)
+    lt.thread.start()
+
+
+def _count_rings(lt):
+    """Count the deliveries a registry schedules with lt.loop.call_soon_threadsafe.
+    Patched on the instance before any waiter registers: the lane's ticket
+    holds the bound method it found then."""
+    rings = []
+    real = lt.loop.call_soon_threadsafe
+
+    def counting(*args, **kwargs):
+        cb = getattr(args[0], "__func__", args[0])  # (the pure twin passes a bound method)
+        if getattr(cb, "__qualname__", "").startswith("Waiters._deliver"):
+            rings.append(cb)
+        return real(*args, **kwargs)
+
+    lt.loop.call_soon_threadsafe = counting
+    return rings
+
+
+def test_one_wake_up_per_loop_while_its_delivery_is_pending(FrameQueue, loops):
+    """Two waiters in one stopped loop, two puts: the first takes the lane
+    (or notify's fast path), the second rides along on the same delivery --
+    one self-pipe write -- and both waiters get an item once the loop runs."""
+    q = FrameQueue()
+    x = loops()
+    rings = _count_rings(x)
+    waiters = [x.submit(q.async_get()) for _ in range(2)]
+    wait_until(lambda: len(getters(q)) == 2)
+    x.stop()
+    q.put(1)
+    q.put(2)
+    assert len(rings) == 1
+    assert len(getters(q)) == 0 and len(getters(q)._deliveries[x.loop]) == 2
+    _restart(x)
+    assert sorted(f.result(DEADLINE_S) for f in waiters) == [1, 2]
+    assert len(rings) == 1
+    assert_idle(q)
+
+
+def test_a_waiter_cancelled_before_its_delivery_passes_the_wake_up_on(FrameQueue, loops):
+    """Loop X's waiter is the oldest; X is stopped, its task's cancellation is
+    queued there, then a put picks that waiter and queues its delivery. When X
+    runs, the cancellation comes first: the delivery finds the future done and
+    hands the wake-up to loop Y's waiter, which gets the item."""
+    q = FrameQueue()
+    x, y = loops(), loops()
+    doomed = x.submit(q.async_get())
+    wait_until(lambda: len(getters(q)) == 1)
+    survivor = y.submit(q.async_get())
+    wait_until(lambda: len(getters(q)) == 2)
+    x.stop()
+    doomed.cancel()  # queues task.cancel() in X, ahead of the delivery
+    q.put("item")
+    _restart(x)
+    assert survivor.result(DEADLINE_S) == "item"
+    assert doomed.cancelled()
+    assert_idle(q)
+
+
+def test_a_wake_up_for_a_loop_closed_before_the_put_goes_to_another_loop(FrameQueue, loops):
+    """The oldest waiter's loop is closed before a put from a thread rings it
+    (call_soon_threadsafe raises RuntimeError there): the wake-up goes to the
+    next waiter, in another loop, and nothing is raised or reported."""
+    q = FrameQueue()
+    x = LoopThread()
+    x.loop.set_exception_handler(lambda loop, ctx: None)  # its pending task, at collection
+    x.run(_start_waiter(q))
+    wait_until(lambda: len(getters(q)) == 1)
+    y = loops()
+    survivor = y.submit(q.async_get())
+    wait_until(lambda: len(getters(q)) == 2)
+    x.stop()
+    x.loop.close()
+    unraisable = []
+    old = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+    try:
+        t = threading.Thread(target=q.put, args=("item",))
+        t.start()
+        t.join(DEADLINE_S)
+        assert not t.is_alive()
+    finally:
+        sys.unraisablehook = old
+    assert unraisable == []
+    assert survivor.result(DEADLINE_S) == "item"
+    assert_idle(q)
+    gc.collect()
+
+
+def _lone_waiter_rounds(buf, what, x, ring):
+    """Three rounds of: one coroutine in loop x waits (for an item, or for
+    room), a put/get/free from this thread wakes it."""
+    item = (lambda i: b"%d" % i) if ring else (lambda i: i)
+    if what == "put":
+        buf.put(item(99))  # full: async_put waits for room
+    for i in range(3):
+        if what == "get":
+            async def get_one():
+                got = await buf.async_get()
+                if ring:
+                    with got as f:
+                        return bytes(f)
+                return got
+            fut = x.submit(get_one())
+            wait_until(lambda: len(getters(buf)) == 1)
+            buf.put(item(i))
+            assert fut.result(DEADLINE_S) == item(i)
+        else:
+            fut = x.submit(buf.async_put(item(i)))
+            wait_until(lambda: len(putters(buf)) == 1)
+            got = buf.get()
+            if ring:
+                got.release()
+            fut.result(DEADLINE_S)
+
+
+@pytest.fixture
+def python_notify_calls(monkeypatch):
+    from bufmgr import _aio
+
+    calls = []
+    real = _aio.Waiters.notify
+
+    def counting(self, n=1):
+        calls.append(n)
+        return real(self, n)
+
+    monkeypatch.setattr(_aio.Waiters, "notify", counting)
+    return calls
+
+
+@pytest.mark.parametrize("what", ["get", "put"])
+def test_a_lone_waiter_is_woken_without_python_notify_compiled_queue(FrameQueue, loops,
+                                                                    python_notify_calls, what):
+    """With one coroutine waiting, the compiled FrameQueue's put/get wakes it
+    through the lane: the registry's Python notify() is never called on the
+    producer's side. (The pure twin has no lane: it calls notify.)"""
+    _lone_waiter_rounds(FrameQueue(1), what, loops(), ring=False)
+    if FrameQueue.__module__ == "bufmgr._pyqueue":
+        assert python_notify_calls
+    else:
+        assert python_notify_calls == []
+
+
+@pytest.mark.parametrize("what", ["get", "put"])
+def test_a_lone_waiter_is_woken_without_python_notify_compiled_ring(FrameRing, loops,
+                                                                   python_notify_calls, what):
+    """The same for FrameRing: a put wakes a getter, a freed slot a putter."""
+    _lone_waiter_rounds(FrameRing(1, 8, "block"), what, loops(), ring=True)
+    if is_pure(FrameRing):
+        assert python_notify_calls
+    else:
+        assert python_notify_calls == []
+
+
+# ---------------------------------------------------------------------------
 # references
 
 
