@@ -47,6 +47,7 @@ from libc.string cimport memcpy
 from bufmgr._cshm cimport *
 
 import atexit
+import errno
 import os
 import pickle
 import secrets
@@ -992,8 +993,13 @@ cdef class SharedFrameRing:
                 continue
             break
         if st == BM_SHM_ERRNO:
-            raise OSError(err, f"{os.strerror(err)}: cannot create shared ring {full!r}"
-                          + (" (the name is taken: attach() to it, or choose another)" if err == 17 else ""))
+            hint = ""
+            if err == 17:
+                hint = " (the name is taken: attach() to it, or choose another)"
+            elif err == errno.ENOSPC:  # its memory is allocated at creation (shmring.h)
+                hint = (f" ({slots} x {frame_bytes} B frames do not fit in what is left of /dev/shm:"
+                        " see `df /dev/shm`; a container's is often 64 MB)")
+            raise OSError(err, f"{os.strerror(err)}: cannot create shared ring {full!r}" + hint)
         if st == BM_INVALID:
             raise ValueError(_frc.RING_TOO_LARGE)
         if st != BM_OK:

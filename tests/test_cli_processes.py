@@ -114,6 +114,21 @@ def test_row_integrity_flag_and_targets():
     assert "INTEGRITY FAILURES" in procs.format_table(rows)
 
 
+def test_dev_shm_pages_reads_the_mount_and_the_overrides():
+    never = "tmpfs /dev/shm tmpfs rw,nosuid,nodev,size=24684084k 0 0\nproc /proc proc rw 0 0\n"
+    advise = "tmpfs /dev/shm tmpfs rw,relatime,size=24684084k,huge=advise 0 0\n"
+    default = "always within_size advise [never] deny force\n"
+    assert procs.dev_shm_pages(never, default) == "4 KiB (/dev/shm huge=never)"
+    assert procs.dev_shm_pages(advise, default) == "2 MiB for frames >= 2 MiB (/dev/shm huge=advise)"
+    # the sysfs knob's own values do not apply to a mount; deny and force override every mount
+    assert procs.dev_shm_pages(never, "always within_size [advise] never deny force").startswith("4 KiB")
+    assert procs.dev_shm_pages(never, "always within_size advise never deny [force]").startswith("2 MiB")
+    assert procs.dev_shm_pages(advise, "always within_size advise never [deny] force").startswith("4 KiB")
+    assert procs.dev_shm_pages(never + advise, default).startswith("2 MiB")  # the last mount on top wins
+    assert procs.dev_shm_pages("proc /proc proc rw 0 0\n", default).startswith("unknown")
+    assert procs.dev_shm_pages() != ""  # this machine's, whatever it is
+
+
 def test_bench_processes_cli_accounts_for_every_item(tmp_path):
     out = tmp_path / "procs.json"
     transports = ["mp-queue", "shm-index", "shm-index-inplace", "copyto", "ring-copy", "ring-reserve"]
@@ -147,6 +162,7 @@ def test_bench_processes_cli_accounts_for_every_item(tmp_path):
         if r["transport"] != "mp-queue" and r["transport"] not in procs.FLOORS:
             assert r["vs_mp_queue"] > 0
     assert data["integrity_failures"] == 0
+    assert data["dev_shm_pages"] == procs.dev_shm_pages()
     labels = [t["label"] for t in data["targets"]]
     if not procs.unavailable("ring-reserve", "64b"):
         assert any("faster-fifo" not in lab and "reserve" in lab for lab in labels)

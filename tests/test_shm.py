@@ -311,6 +311,104 @@ class TestSurface:
         assert "closed" in repr(r)
 
 
+def _vma_flags(addr):
+    """VmFlags of this process's mapping that starts at `addr` (smaps)."""
+    start, found = f"{addr:x}-", False
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            if line.startswith(start):
+                found = True
+            elif found and line.startswith("VmFlags:"):
+                return line.split()[1:]
+    raise AssertionError(f"no mapping starts at {addr:#x}")
+
+
+@needs_shm
+@needs_numpy
+def test_large_frames_are_laid_out_for_huge_pages():
+    """Frames of 2 MiB or more: every slot starts on a 2 MiB boundary, in
+    the creator and in an attacher, the file is whole 2 MiB pages (at most
+    1/16 of a frame of padding), and the data area is advised MADV_HUGEPAGE
+    where the kernel has transparent huge pages -- so a /dev/shm mounted
+    huge=advise backs the slots with huge pages (README, processes)."""
+    hp = 2 << 20
+    fb = 1920 * 1080 * 3
+    with bufmgr.SharedFrameRing(3, fb, overflow="block") as r:
+        other = bufmgr.SharedFrameRing.attach(r.name)
+        try:
+            info = bufmgr._shm.peek(r.name)
+            assert info["total_bytes"] % hp == 0
+            assert info["total_bytes"] <= 3 * (fb + fb // 16) + hp
+            addrs = set()
+            for ring in (r, other, r):
+                with ring.reserve() as slot:
+                    a = np.frombuffer(slot, dtype=np.uint8)
+                    addrs.add(a.ctypes.data)
+                    a[:] = 7
+                    del a
+                f = (other if ring is r else r).get(timeout=10)
+                with memoryview(f) as m:
+                    assert m.nbytes == fb and m[0] == m[fb - 1] == 7
+                f.release()
+            assert all(x % hp == 0 for x in addrs), [hex(x) for x in addrs]
+            if os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled"):
+                for x in addrs:
+                    # the slot's VMA (the data area) is the one advised; the
+                    # header's stays on small pages
+                    vmas = [int(l.split("-")[0], 16) for l in open("/proc/self/maps") if r.name in l]
+                    data_start = max(v for v in vmas if v <= x)
+                    assert "hg" in _vma_flags(data_start)
+        finally:
+            other.close()
+    # small frames keep the compact layout: nothing rounded to 2 MiB
+    with bufmgr.SharedFrameRing(4, 100) as r:
+        assert bufmgr._shm.peek(r.name)["total_bytes"] < hp
+
+
+def _private_small_dev_shm_works():
+    """True where this test may give a child a private /dev/shm of its own
+    (root, util-linux unshare): a mount namespace, nothing on the system changes."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return False
+    try:
+        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                            "mount -t tmpfs -o size=1m tmpfs /dev/shm"],
+                           capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
+@needs_shm
+def test_a_dev_shm_too_small_fails_creation_not_a_later_put():
+    """The segment's memory is allocated at creation: in a 16 MiB /dev/shm
+    (a container's is often 64 MB) 8 x 6 MB slots are refused by the
+    constructor with ENOSPC and a hint, and leave no file behind; before,
+    creation succeeded and the third put died of SIGBUS. A ring that fits
+    works."""
+    if not _private_small_dev_shm_works():
+        pytest.skip("needs root and unshare(1) for a private, small /dev/shm")
+    code = (
+        "import errno, os, bufmgr\n"
+        "try:\n"
+        "    bufmgr.SharedFrameRing(8, 6220800, overflow='block')\n"
+        "except OSError as e:\n"
+        "    assert e.errno == errno.ENOSPC and 'df /dev/shm' in str(e), e\n"
+        "else:\n"
+        "    raise AssertionError('created')\n"
+        "assert not [n for n in os.listdir('/dev/shm') if n.startswith('bufmgr-')]\n"
+        "with bufmgr.SharedFrameRing(1, 6220800) as r:\n"
+        "    r.put(b'x' * 6220800)\n"
+        "    assert len(memoryview(r.get())) == 6220800\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        'mount -t tmpfs -o size=16m tmpfs /dev/shm && exec "$0" -c "$1"',
+                        sys.executable, code],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stdout, r.stderr)
+
+
 @needs_shm
 class TestAttachErrors:
     def _file(self, name, data):
@@ -362,6 +460,20 @@ class TestAttachErrors:
         finally:
             if os.path.exists(path):
                 os.unlink(path)
+
+    def test_a_segment_of_the_previous_layout_is_refused_by_version(self):
+        """Layout version 3 moved large frames' data to 2 MiB boundaries: a
+        version-2 segment (bufmgr before that) is refused by its version, not
+        read with the wrong offsets, and the message names both versions."""
+        good = self._valid_bytes()
+        assert struct.unpack_from("<I", good, 8)[0] == bufmgr._shm.LAYOUT_VERSION == 3
+        name = f"bufmgr-old-{os.getpid()}"
+        path = self._file(name, good[:8] + struct.pack("<I", 2) + good[12:])
+        try:
+            with pytest.raises(ValueError, match="layout version 2; this bufmgr reads version 3"):
+                bufmgr.SharedFrameRing.attach(name)
+        finally:
+            os.unlink(path)
 
     def test_validate_never_reads_past_the_buffer(self):
         from bufmgr import _shm

@@ -1364,6 +1364,9 @@ def format_table(rows: list[Row]) -> str:
                 verdict = "met" if t.met else "MISSED"
             bound = f">= {t.bound:g}x" if t.unit == "x" else f">= {t.bound:,.0f}/s"
             lines.append(f"  {t.label:<78} {val:>12}  (target {bound})  {verdict}")
+        if any(t.label.startswith("6 MB frames") for t in tg) and dev_shm_pages().startswith("4 KiB"):
+            lines.append("  (the 6 MB copy-in ran on 4 KiB pages: /dev/shm mounted huge=advise gives its slots"
+                         " 2 MiB pages -- README, 'Memory and huge pages')")
         lines.append("")
     bad = [r for r in rows if r.integrity_failed]
     lines.append(
@@ -1375,6 +1378,44 @@ def format_table(rows: list[Row]) -> str:
         )
     )
     return "\n".join(lines).rstrip() + "\n"
+
+
+def dev_shm_pages(mounts: str | None = None, shmem_enabled: str | None = None) -> str:
+    """The page size large-frame SharedFrameRings get from /dev/shm here,
+    and why: the tmpfs mount's huge= option, unless shmem_enabled's
+    deny/force overrides it (its other values apply to SysV/memfd/anonymous
+    shared memory, not to a mount). Arguments: the texts of /proc/mounts and
+    /sys/kernel/mm/transparent_hugepage/shmem_enabled (read when None)."""
+    try:
+        if mounts is None:
+            with open("/proc/mounts", encoding="ascii", errors="replace") as fh:
+                mounts = fh.read()
+        if shmem_enabled is None:
+            try:
+                with open("/sys/kernel/mm/transparent_hugepage/shmem_enabled", encoding="ascii") as fh:
+                    shmem_enabled = fh.read()
+            except OSError:  # no THP in this kernel
+                shmem_enabled = "[deny]"
+    except OSError:
+        return "unknown"
+    huge = None
+    for line in mounts.splitlines():
+        f = line.split()
+        if len(f) >= 4 and f[1] == "/dev/shm" and f[2] == "tmpfs":
+            huge = "never"  # the last mount over /dev/shm wins
+            for opt in f[3].split(","):
+                if opt.startswith("huge="):
+                    huge = opt[5:]
+    if huge is None:
+        return "unknown (/dev/shm is not a tmpfs)"
+    sel = shmem_enabled[shmem_enabled.find("[") + 1 : shmem_enabled.find("]")] if "[" in shmem_enabled else ""
+    if sel == "deny":
+        return "4 KiB (shmem_enabled=deny)"
+    if sel == "force":
+        return "2 MiB (shmem_enabled=force)"
+    if huge == "never":
+        return "4 KiB (/dev/shm huge=never)"
+    return f"2 MiB for frames >= 2 MiB (/dev/shm huge={huge})"
 
 
 def header_line(quick: bool, rounds: int | None = None) -> str:
@@ -1390,7 +1431,8 @@ def header_line(quick: bool, rounds: int | None = None) -> str:
     return (
         f"bufmgr bench --scenario processes: Python {platform.python_version()} "
         f"({platform.python_implementation()}), {platform.system()} {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, bufmgr core: {impl}, start method {mp_context().get_start_method()}; "
+        f"{os.cpu_count()} CPUs, bufmgr core: {impl}, start method {mp_context().get_start_method()}, "
+        f"/dev/shm pages: {dev_shm_pages()}; "
         f"fastest of {rounds or ROUNDS[q]} rounds of ~{ROUND_SECONDS[q]:g} s per row, the rows' rounds interleaved. "
         f"Higher is better; "
         f"'vs floor' = items/s / numpy.copyto's (one copy, one process) for the same size."
@@ -1405,6 +1447,7 @@ def to_json(rows: list[Row], options: dict[str, Any]) -> dict[str, Any]:
         out.append(d)
     return {
         "options": options,
+        "dev_shm_pages": dev_shm_pages(),
         "results": out,
         "targets": [{**asdict(t), "met": t.met} for t in targets(rows)],
         "integrity_failures": sum(1 for r in rows if r.integrity_failed),

@@ -22,6 +22,12 @@
  * 5 validate    attach-time validation on empty, short, random, truncated,
  *               corrupted and other-version headers in exact-size buffers
  *               (ASan sees any read past them), real files too, bad names.
+ * 5b layout     layout version 3: small frames keep the compact layout;
+ *               frames >= 2 MiB get a 2 MiB-aligned data area, stride and
+ *               file size; a large segment is mapped 2 MiB-aligned by its
+ *               creator and an attacher, its data area advised
+ *               MADV_HUGEPAGE (VmFlags "hg" in smaps, where THP exists),
+ *               and a frame through it verifies.
  * 6 wakeups     shutdown wakes waiters blocked in other processes; a
  *               producer blocked on a full ring gets the slots of a consumer
  *               killed while holding them.
@@ -556,6 +562,90 @@ static void scenario_validate(void) {
     printf("  validate: truncations, 200 random headers, geometry bit flips, files: refused\n");
 }
 
+/* ---- 5b: layout (version 3: huge-page friendly for large frames) ------------------- */
+
+/* 1 if the VMA starting at `addr` has VmFlags "hg" (MADV_HUGEPAGE) in /proc/self/smaps */
+static int vma_has_hugepage_advice(const void *addr) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    CHECK(f != NULL, "open /proc/self/smaps");
+    char line[512];
+    int in = 0, found = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in = lo == (unsigned long)(uintptr_t)addr;
+        } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            found = strstr(line, " hg") != NULL;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static void scenario_layout(void) {
+    const uint64_t H = BM_SHM_HUGE, P = BM_SHM_PAGE;
+    /* small frames: the version-2 layout (64-byte stride, page-aligned data, no padding) */
+    uint64_t small[] = {1, 100, 4096 + 13, 65536, H - 64, H - 1};
+    for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) {
+        bm_shm_geometry g;
+        CHECK(bm_shm_layout(&g, 8, small[i], 64) == BM_OK, "layout %llu", (unsigned long long)small[i]);
+        CHECK(g.stride == ((small[i] + 63) & ~63ull) && g.data_off % P == 0 && g.data_off < H &&
+                  g.total_bytes == g.data_off + 8 * g.stride,
+              "small layout %llu: stride %llu data_off %llu total %llu", (unsigned long long)small[i],
+              (unsigned long long)g.stride, (unsigned long long)g.data_off, (unsigned long long)g.total_bytes);
+    }
+    /* large frames: data area and file size in whole 2 MiB pages; the stride
+     * too where that costs <= 1/16 of a frame, else whole 4 KiB pages */
+    struct { uint64_t fb, stride; } large[] = {
+        {H, H}, {H + 1, H + P}, {1920 * 1080 * 3, 3 * H}, {1280 * 720 * 3, 1280 * 720 * 3 /* 675 pages */}, {1280 * 720 * 3 + 100, 1280 * 720 * 3 + P},
+        {1920 * 1080 * 4, 4 * H}, {3840 * 2160 * 3, 12 * H}, {16 * H + 1, 17 * H},
+    };
+    for (size_t i = 0; i < sizeof large / sizeof large[0]; i++) {
+        bm_shm_geometry g;
+        for (uint64_t n = 1; n <= 9; n += 4) {
+            CHECK(bm_shm_layout(&g, n, large[i].fb, 64) == BM_OK, "layout %llu", (unsigned long long)large[i].fb);
+            CHECK(g.stride == large[i].stride && g.data_off % H == 0 && g.total_bytes % H == 0 &&
+                      g.total_bytes >= g.data_off + n * g.stride && g.total_bytes < g.data_off + n * g.stride + H &&
+                      g.data_off >= g.meta_off + n * g.meta_stride,
+                  "large layout %llu x %llu: stride %llu data_off %llu total %llu",
+                  (unsigned long long)n, (unsigned long long)large[i].fb, (unsigned long long)g.stride,
+                  (unsigned long long)g.data_off, (unsigned long long)g.total_bytes);
+        }
+    }
+    /* a real large-frame segment: mapped 2 MiB-aligned by its creator and by
+     * an attacher, the data area advised MADV_HUGEPAGE where the kernel has
+     * THP, and a frame through it intact */
+    const size_t fb = 1920 * 1080 * 3;
+    bm_shm r, o;
+    const char *name = new_name();
+    create_seg(&r, name, 3, fb, BM_POLICY_BLOCK);
+    attach_seg(&o, name);
+    int thp = access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) == 0;
+    bm_shm *hs[2] = {&r, &o};
+    for (int k = 0; k < 2; k++) {
+        bm_shm *h = hs[k];
+        CHECK(((uintptr_t)h->base % H) == 0 && ((uintptr_t)h->data % H) == 0 && h->size % H == 0,
+              "%s mapping not 2 MiB-aligned: base %p data %p", k ? "attacher" : "creator",
+              (void *)h->base, (void *)h->data);
+        for (uint32_t s = 0; s < 3; s++) CHECK(((uintptr_t)slot_data(h, s) % H) == 0, "slot %u not aligned", s);
+        if (thp) CHECK(vma_has_hugepage_advice(h->data), "%s: data area not advised MADV_HUGEPAGE",
+                       k ? "attacher" : "creator");
+    }
+    CHECK(put_one(&r, frame_key(0, 7), fb, BM_NOWAIT) == 1, "put a large frame");
+    uint32_t s;
+    uint64_t need = 0, key = 0;
+    CHECK(bm_shm_take(&o, BM_NOWAIT, NULL, UINT64_MAX, 0, &s, &need) == BM_OK, "take");
+    CHECK(verify(slot_data(&o, s), o.slots[s].nbytes, fb, &key) == 0 && key == frame_key(0, 7),
+          "large frame torn");
+    CHECK(bm_shm_release(&o, s) == BM_OK, "release");
+    bm_shm_detach(&o, NULL);
+    check_seg(&r, "layout");
+    destroy_seg(&r, name);
+    printf("  layout: small frames unchanged, large ones in whole 2 MiB pages, mappings aligned%s\n",
+           thp ? ", data advised MADV_HUGEPAGE" : " (no THP in this kernel)");
+}
+
 /* ---- 6: cross-process wake-ups ------------------------------------------------------- */
 
 static void scenario_wakeups(void) {
@@ -754,6 +844,8 @@ int main(void) {
     scenario_killloop();
     begin("validate", 60);
     scenario_validate();
+    begin("layout", 60);
+    scenario_layout();
     begin("wakeups", 60);
     scenario_wakeups();
     begin("watch", 120);
