@@ -42,10 +42,11 @@ def _ancestors(pid: int) -> set[int]:
     return chain
 
 
-def left_behind(before: set[str]) -> set[str]:
+def left_behind(before: set[str], young_s: float = 10.0) -> set[str]:
     """Segments that appeared since ``before`` and belong to this test run:
     not those whose creator is alive outside this process's tree (another
-    test session or program on the machine, which must not be unlinked)."""
+    test session or program on the machine, which must not be unlinked), nor
+    unreadable ones younger than ``young_s`` (see below)."""
     new = segments() - before
     me = os.getpid()
     seen = set()  # of ``new``, those still there when inspected
@@ -69,23 +70,23 @@ def left_behind(before: set[str]) -> set[str]:
             age = now - os.stat(os.path.join(shm.SHM_DIR, e["name"])).st_mtime
         except FileNotFoundError:
             continue
-        if age < 10.0:
+        if age < young_s:
             foreign.add(e["name"])
     # A name listed first and gone by the time list_segments() looked (its
     # last user unlinked it in between) is not left behind.
     return seen - foreign
 
 
-def assert_no_segments_left(before: set[str], settle_s: float = 5.0) -> None:
+def assert_no_segments_left(before: set[str], settle_s: float = 5.0, young_s: float = 10.0) -> None:
     """The body of each test_shm*.py module's autouse fixture, after the test:
     no segment this test run created since ``before`` is left (other
     sessions' are not counted); waits up to ``settle_s`` for children exiting
     right now, and unlinks what is left so the next tests are not poisoned."""
     gc.collect()
     deadline = time.monotonic() + settle_s
-    while left_behind(before) and time.monotonic() < deadline:
+    while left_behind(before, young_s) and time.monotonic() < deadline:
         time.sleep(0.01)
-    candidates = left_behind(before)
+    candidates = left_behind(before, young_s)
     details = [e for e in shm.list_segments() if e["name"] in candidates]  # for the message
     left = set()
     for name in candidates:

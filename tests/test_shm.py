@@ -432,9 +432,15 @@ class TestAttachErrors:
                 return fh.read()
 
     @pytest.mark.parametrize("case", ["empty", "truncated", "random", "version", "corrupt", "padded"])
-    def test_refused_with_a_clear_error(self, case):
+    def test_refused_with_a_clear_error(self, case, monkeypatch):
         good = self._valid_bytes()
         name = f"bufmgr-bad-{os.getpid()}-{case}"
+        # clean() below looks at this file only: a test session running
+        # beside this one (CI runs 3.14 and 3.15 side by side) ages its own
+        # bad files too, and clean(force=True) would take either.
+        every_segment = shm.list_segments
+        monkeypatch.setattr(shm, "list_segments",
+                            lambda: [e for e in every_segment() if e["name"] == name])
         data = {
             "empty": b"",
             "truncated": good[: len(good) // 2],
@@ -499,14 +505,25 @@ def test_leftover_check_ignores_a_segment_gone_before_it_is_inspected(monkeypatc
     shm_helpers.assert_no_segments_left(before, settle_s=0.0)  # does not raise
 
 
-def test_leftover_check_reports_and_removes_a_stale_file():
+def test_leftover_check_reports_and_removes_a_stale_file(monkeypatch):
+    # young_s=0: an unreadable file counts at once. The file stays young for
+    # everyone else: a test session running beside this one (CI runs 3.14
+    # and 3.15 side by side) leaves it alone, as it must; and this test looks
+    # at its own file only (that session may be running this very test).
     import shm_helpers
     before = segments()
-    path = os.path.join(shm.SHM_DIR, shm.PREFIX + "stale-%d" % os.getpid())
+    name = shm.PREFIX + "stale-%d" % os.getpid()
+    path = os.path.join(shm.SHM_DIR, name)
+    monkeypatch.setattr(shm_helpers, "segments",
+                        lambda: before | ({name} if os.path.exists(path) else set()))
     with open(path, "wb") as f:
         f.write(b"not a segment")
-    os.utime(path, (0, 0))  # old: not one being created right now
-    assert shm_helpers.left_behind(before) == {os.path.basename(path)}
-    with pytest.raises(AssertionError, match="stale-"):
-        shm_helpers.assert_no_segments_left(before, settle_s=0.0)
-    assert not os.path.exists(path)
+    try:
+        assert shm_helpers.left_behind(before, young_s=0.0) == {os.path.basename(path)}
+        assert os.path.basename(path) not in shm_helpers.left_behind(before)  # young: not counted
+        with pytest.raises(AssertionError, match="stale-"):
+            shm_helpers.assert_no_segments_left(before, settle_s=0.0, young_s=0.0)
+        assert not os.path.exists(path)
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
