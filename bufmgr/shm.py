@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 __all__ = ["SharedFrameRing", "SharedFrame", "SharedSlot", "AVAILABLE", "UNAVAILABLE_REASON",
            "list_segments", "clean", "SHM_DIR"]
@@ -117,13 +117,17 @@ def _young(name: str) -> bool:
         return False
 
 
-def clean(force: bool = False) -> list[str]:
+def clean(force: bool = False, names: Iterable[str] | None = None) -> list[str]:
     """Remove the segments whose processes are all gone (creator and every
     participant); with ``force`` also files that are not valid segments
     (older than FORCE_MIN_AGE_S: a segment being created is briefly invalid).
+    ``names``: only those segments (full names), default every one.
     Returns the names removed. Never removes a segment in use."""
+    only = None if names is None else set(names)
     removed = []
     for entry in list_segments():
+        if only is not None and entry["name"] not in only:
+            continue
         if entry.get("valid"):
             if entry["in_use"]:
                 continue

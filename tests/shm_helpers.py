@@ -42,6 +42,31 @@ def _ancestors(pid: int) -> set[int]:
     return chain
 
 
+def session_name(tag: str) -> str:
+    """A segment name that says which test session made it (``t<pid>``): for
+    a segment whose creator a test kills on purpose. Once that creator is
+    dead, nothing else tells another session running beside this one (CI
+    runs 3.14 and 3.15 side by side) that the segment is not its own."""
+    return f"{shm.PREFIX}t{os.getpid()}-{tag}-{os.urandom(4).hex()}"
+
+
+def _other_session(name: str, mine: set[int]) -> bool:
+    """Named by session_name() of a test session alive outside our tree."""
+    head = name[len(shm.PREFIX):].split("-", 1)[0]
+    if not (head.startswith("t") and head[1:].isdigit()):
+        return False
+    pid = int(head[1:])
+    if pid in mine:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 def left_behind(before: set[str], young_s: float = 10.0) -> set[str]:
     """Segments that appeared since ``before`` and belong to this test run:
     not those whose creator is alive outside this process's tree (another
@@ -52,10 +77,14 @@ def left_behind(before: set[str], young_s: float = 10.0) -> set[str]:
     seen = set()  # of ``new``, those still there when inspected
     foreign = set()
     now = time.time()
+    mine = _ancestors(me)
     for e in shm.list_segments():
         if e["name"] not in new:
             continue
         seen.add(e["name"])
+        if _other_session(e["name"], mine):
+            foreign.add(e["name"])
+            continue
         if e.get("valid"):
             if e.get("creator_alive") and me not in _ancestors(e.get("creator_pid")):
                 foreign.add(e["name"])

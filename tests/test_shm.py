@@ -527,3 +527,33 @@ def test_leftover_check_reports_and_removes_a_stale_file(monkeypatch):
     finally:
         if os.path.exists(path):
             os.unlink(path)
+
+
+def test_leftover_check_leaves_another_sessions_named_segments_alone(monkeypatch):
+    # A segment named by session_name() of a test session alive outside
+    # this tree is that session's (its creator may be dead on purpose);
+    # once that session is gone, it is anyone's to clean.
+    import shm_helpers
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        name = f"{shm.PREFIX}t{other.pid}-test-{os.getpid()}"
+        path = os.path.join(shm.SHM_DIR, name)
+        before = segments()
+        monkeypatch.setattr(shm_helpers, "segments",
+                            lambda: before | ({name} if os.path.exists(path) else set()))
+        with open(path, "wb") as f:
+            f.write(b"not a segment")
+        try:
+            assert shm_helpers.left_behind(before, young_s=0.0) == set()
+            mine = shm_helpers.session_name("x")
+            assert mine.startswith(f"{shm.PREFIX}t{os.getpid()}-x-")
+            assert not shm_helpers._other_session(mine, shm_helpers._ancestors(os.getpid()))
+            other.kill()
+            other.wait(30)
+            assert shm_helpers.left_behind(before, young_s=0.0) == {name}
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+    finally:
+        other.kill()
+        other.wait(30)

@@ -198,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the participants attached. clean: remove the segments whose processes are all gone.",
     )
     sh.add_argument("action", choices=("list", "clean"))
+    sh.add_argument("names", nargs="*", metavar="NAME",
+                    help="only these segments (the 'bufmgr-' prefix may be left out); default: all")
     sh.add_argument("--force", action="store_true", help="clean: also remove files that are not valid segments (at least 10 s old)")
     d.add_argument(
         "--processes",
@@ -211,11 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _shm_command(args: argparse.Namespace) -> int:
     from bufmgr import shm
 
+    names = [n if n.startswith(shm.PREFIX) else shm.PREFIX + n for n in args.names] or None
     if args.action == "clean":
-        for name in shm.clean(force=args.force):
+        for name in shm.clean(force=args.force, names=names):
             print(f"removed {name}")
         return 0
-    rows = shm.list_segments()
+    rows = [e for e in shm.list_segments() if names is None or e["name"] in names]
     if not rows:
         print("no bufmgr segments in /dev/shm")
     for e in rows:
