@@ -4,8 +4,8 @@ Used by both implementations (compiled and pure) of FrameQueue and FrameRing;
 their ``async_*`` methods and ``__aiter__`` are thin wrappers over the
 coroutines at the bottom of this module.
 
-How a coroutine waits (``_wait``, at the bottom)
-------------------------------------------------
+How a coroutine waits (``Waiters.wait``)
+---------------------------------------
 1. It tries the non-blocking call (``get_nowait``, ``put_nowait``, ...). That
    is the whole cost when the buffer is ready: no future, no lock, no loop
    round trip.
@@ -103,7 +103,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Callable
 
 from ._errors import Empty, Full, ShutDown, check_max_items, check_timeout
 
@@ -476,6 +476,47 @@ class Waiters:
             if self._on_active is not None:
                 self._on_active(False)
 
+    # -- waiting (a coroutine) ------------------------------------------------
+
+    async def wait(self, attempt: Callable[[], Any], blocked: type[BaseException],
+                   seconds: float | None) -> Any:
+        """Return ``attempt()`` once it stops raising ``blocked``; after
+        ``seconds`` (None: forever) one last try, whose ``blocked`` propagates.
+        The caller already tried once (step 1 of the module docstring)."""
+        loop = (_get_running_loop or _load_asyncio())()
+        deadline = None if seconds is None else loop.time() + seconds
+        while True:
+            fut = loop.create_future()
+            self._register(fut, loop)
+            try:
+                result = attempt()  # second try: closes the lost-wake-up race
+            except blocked:
+                pass
+            except BaseException:
+                self._abandon(fut)
+                raise
+            else:
+                self._abandon(fut)
+                return result
+            timer = None if deadline is None else loop.call_at(deadline, _expire, fut)
+            try:
+                await fut
+            except BaseException:  # CancelledError, GeneratorExit (coroutine closed)
+                self._abandon(fut)
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            if fut.result() is not True:  # our own timeout
+                self._abandon(fut)
+                return attempt()  # last try: raises `blocked` if still nothing
+            # Woken (notify unregistered us): try again, and register anew
+            # only if someone else was faster.
+            try:
+                return attempt()
+            except blocked:
+                pass
+
 
 class BufferWaiters:
     """The two registries of one buffer. ``buffer._aio_set_active(kind, active)``
@@ -518,94 +559,60 @@ if hasattr(os, "register_at_fork"):
 
 
 # -- the coroutines behind the buffers' async_* methods ------------------------
-#
-# One coroutine per await: async_get() returns _wait()'s coroutine itself, so
-# a woken waiter resumes through a single Python frame on its way back (the
-# put -> resume latency), not a wrapper awaiting a wrapper.
 
 
 def _seconds(timeout: object) -> float | None:
     return None if timeout is None else check_timeout(timeout)
 
 
-def _getters(buffer: Any) -> Waiters:
-    return buffer._aio_waiters().getters
-
-
-def _putters(buffer: Any) -> Waiters:
-    return buffer._aio_waiters().putters
-
-
-async def _wait(buffer: Any, registry: Callable[[Any], Waiters], attempt: Callable[[], Any],
-                blocked: type[BaseException], timeout: object) -> Any:
-    """Return ``attempt()`` once it stops raising ``blocked``, waiting in
-    ``registry(buffer)`` meanwhile (the module docstring's steps 1-3); after
-    ``timeout`` seconds (None: forever; checked when awaited, like the sync
-    calls' arguments) one last try, whose ``blocked`` propagates."""
+async def get(buffer: Any, timeout: float | None = None) -> Any:
+    """``await buffer.async_get(timeout)``: get() without blocking the loop."""
     seconds = _seconds(timeout)
     try:
-        return attempt()  # step 1: the whole cost when the buffer is ready
-    except blocked:
+        return buffer.get_nowait()
+    except Empty:
         if seconds == 0.0:
             raise
-    waiters = registry(buffer)
-    loop = (_get_running_loop or _load_asyncio())()
-    deadline = None if seconds is None else loop.time() + seconds
-    while True:
-        fut = loop.create_future()
-        waiters._register(fut, loop)
-        try:
-            result = attempt()  # second try: closes the lost-wake-up race
-        except blocked:
-            pass
-        except BaseException:
-            waiters._abandon(fut)
-            raise
-        else:
-            waiters._abandon(fut)
-            return result
-        timer = None if deadline is None else loop.call_at(deadline, _expire, fut)
-        try:
-            await fut
-        except BaseException:  # CancelledError, GeneratorExit (coroutine closed)
-            waiters._abandon(fut)
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-        if fut.result() is not True:  # our own timeout
-            waiters._abandon(fut)
-            return attempt()  # last try: raises `blocked` if still nothing
-        # Woken (notify unregistered us): try again, and register anew
-        # only if someone else was faster.
-        try:
-            return attempt()
-        except blocked:
-            pass
-
-
-def get(buffer: Any, timeout: float | None = None) -> Coroutine[Any, Any, Any]:
-    """``await buffer.async_get(timeout)``: get() without blocking the loop."""
-    return _wait(buffer, _getters, buffer.get_nowait, Empty, timeout)
+    return await buffer._aio_waiters().getters.wait(buffer.get_nowait, Empty, seconds)
 
 
 async def get_many(buffer: Any, max_items: int, timeout: float | None = None) -> list[Any]:
     """``await queue.async_get_many(max_items, timeout)``."""
     n = check_max_items(max_items)
-    result: list[Any] = await _wait(buffer, _getters, partial(buffer.get_many, n, False), Empty, timeout)
-    return result
+    seconds = _seconds(timeout)
+    attempt = partial(buffer.get_many, n, False)
+    try:
+        return attempt()
+    except Empty:
+        if seconds == 0.0:
+            raise
+    return await buffer._aio_waiters().getters.wait(attempt, Empty, seconds)
 
 
-def get_latest(buffer: Any, timeout: float | None = None) -> Coroutine[Any, Any, Any]:
+async def get_latest(buffer: Any, timeout: float | None = None) -> Any:
     """``await buffer.async_get_latest(timeout)``: the newest item, older ones dropped."""
-    return _wait(buffer, _getters, partial(buffer.get_latest, False), Empty, timeout)
+    seconds = _seconds(timeout)
+    attempt = partial(buffer.get_latest, False)
+    try:
+        return attempt()
+    except Empty:
+        if seconds == 0.0:
+            raise
+    return await buffer._aio_waiters().getters.wait(attempt, Empty, seconds)
 
 
-def put(buffer: Any, item: Any, timeout: float | None = None, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+async def put(buffer: Any, item: Any, timeout: float | None = None, **kwargs: Any) -> Any:
     """``await buffer.async_put(item, timeout)``: put() without blocking the loop;
     returns what put() returns. Only the "block" policy ever waits. ``kwargs``
     (SharedFrameRing's timestamp_ns/metadata) go to every put_nowait try."""
-    return _wait(buffer, _putters, partial(buffer.put_nowait, item, **kwargs), Full, timeout)
+    seconds = _seconds(timeout)
+    try:
+        return buffer.put_nowait(item, **kwargs)
+    except Full:
+        if seconds == 0.0:
+            raise
+    return await buffer._aio_waiters().putters.wait(partial(buffer.put_nowait, item, **kwargs),
+                                                    Full, seconds)
 
 
 class AsyncIterator:
@@ -623,6 +630,10 @@ class AsyncIterator:
     async def __anext__(self) -> Any:
         buffer = self._buffer
         try:
-            return await _wait(buffer, _getters, buffer.get_nowait, Empty, None)
+            try:
+                return buffer.get_nowait()
+            except Empty:
+                pass
+            return await buffer._aio_waiters().getters.wait(buffer.get_nowait, Empty, None)
         except ShutDown:
             raise StopAsyncIteration from None
