@@ -14,6 +14,7 @@ fixture, hang safety net) come from tests/conftest.py.
 
 from __future__ import annotations
 
+import array
 import os
 import struct
 import sys
@@ -37,6 +38,56 @@ STATS_KEYS = (
 POLICIES = ("drop_oldest", "drop_newest", "block")
 
 needs_numpy = pytest.mark.skipif(np is None, reason="numpy not installed")
+
+
+# -- shared by the parity suites (test_framering_parity.py: compiled vs pure;
+# test_shm_parity.py: FrameRing vs SharedFrameRing) ----------------------------
+
+
+def outcome(fn, norm=lambda text: text):
+    """(kind, value) of calling fn: a normalised result or the exception
+    (its message through ``norm``)."""
+    from bufmgr._errors import Empty, Full, ShutDown
+
+    try:
+        value = fn()
+    except (Empty, Full, ShutDown) as e:
+        return ("raise", type(e).__name__, "")
+    except (TypeError, ValueError, OverflowError, MemoryError, BufferError) as e:
+        return ("raise", type(e).__name__, norm(str(e)))
+    return ("ok", value)
+
+
+def producer_ts(frame):
+    """The frame's timestamp when a producer gave it (these tests give values
+    >= 2**62, which time.monotonic_ns() never reaches), else None."""
+    return frame.timestamp_ns if frame.timestamp_ns >= 2**62 else None
+
+
+#: frame geometries every implementation takes (as FrameRing(slots, **g))
+GEOMETRIES = [dict(frame_bytes=12), dict(shape=(2, 6)), dict(frame_bytes=12, dtype="uint16"),
+              dict(shape=(3, 2), dtype="uint16")]
+
+BAD_CONSTRUCTOR_ARGS = [
+    (0, 8), (-3, 8), (2, 0), (2, -1), (2.5, 8), (2, 8.0), ("2", 8), (None, 8), (True, 8),
+    (2, False), (2, 8, "x"), (2, 8, None), (2, 8, 3), (2**62, 2**62), (sys.maxsize, 2),
+    (2**64, 1), (1, 2**64), (2**100, 2**100),
+]
+
+BAD_GEOMETRY_ARGS = [
+    dict(), dict(shape=(2, 3), frame_bytes=7), dict(shape=(0,)), dict(shape=()), dict(shape=[2, "3"]),
+    dict(shape=(1,) * 9), dict(shape=(2**40, 2**40)), dict(shape=2**63), dict(shape=(2, 3), frame_bytes=6.0),
+    dict(frame_bytes=7, dtype="uint16"), dict(frame_bytes=8, dtype="nope"), dict(frame_bytes=8, dtype=object),
+    dict(frame_bytes=8, dtype="datetime64[s]"), dict(shape=(2, 2), dtype="float64", overflow="x"),
+]
+
+#: put() arguments every implementation refuses (with a 16-byte frame)
+BAD_PUTS = [
+    "str", 1, None, 1.5, [1], memoryview(b"abcdef")[::2], b"x" * 17, bytearray(100),
+    array.array("b", range(17)),
+]
+if np is not None:
+    BAD_PUTS += [np.zeros((4, 8), np.uint8)[:, ::2], np.asfortranarray(np.zeros((3, 2), np.uint8))]
 
 
 def load_impl(name):

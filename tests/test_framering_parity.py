@@ -11,28 +11,17 @@ from __future__ import annotations
 import array
 import math
 import random
-import sys
 
 import pytest
 
-from bufmgr._errors import Empty, Full, ShutDown
-from framering_fixtures import POLICIES, load_impl
+from framering_fixtures import (BAD_CONSTRUCTOR_ARGS, BAD_GEOMETRY_ARGS, BAD_PUTS, GEOMETRIES, POLICIES, load_impl,
+                                outcome)
+from framering_fixtures import producer_ts as _producer_ts
 
 
 @pytest.fixture
 def impls():
     return load_impl("c"), load_impl("python")
-
-
-def outcome(fn):
-    """(kind, value) of calling fn: a normalised result or the exception."""
-    try:
-        value = fn()
-    except (Empty, Full, ShutDown) as e:
-        return ("raise", type(e).__name__, "")
-    except (TypeError, ValueError, OverflowError, MemoryError, BufferError) as e:
-        return ("raise", type(e).__name__, str(e))
-    return ("ok", value)
 
 
 class Side:
@@ -130,29 +119,10 @@ def test_random_operation_sequences_agree(impls, policy, seed):
     finish_both(c, p)
 
 
-BAD_CONSTRUCTOR_ARGS = [
-    (0, 8), (-3, 8), (2, 0), (2, -1), (2.5, 8), (2, 8.0), ("2", 8), (None, 8), (True, 8),
-    (2, False), (2, 8, "x"), (2, 8, None), (2, 8, 3), (2**62, 2**62), (sys.maxsize, 2),
-    (2**64, 1), (1, 2**64), (2**100, 2**100),
-]
-
-
 @pytest.mark.parametrize("args", BAD_CONSTRUCTOR_ARGS, ids=repr)
 def test_constructor_errors_agree(impls, args):
     C, Py = impls
     assert outcome(lambda: C(*args)) == outcome(lambda: Py(*args))
-
-
-BAD_PUTS = [
-    "str", 1, None, 1.5, [1], memoryview(b"abcdef")[::2], b"x" * 17, bytearray(100),
-    array.array("b", range(17)),
-]
-try:
-    import numpy as _np
-
-    BAD_PUTS += [_np.zeros((4, 8), _np.uint8)[:, ::2], _np.asfortranarray(_np.zeros((3, 2), _np.uint8))]
-except ImportError:  # pragma: no cover
-    pass
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -213,12 +183,6 @@ def test_frame_type_surface_agrees(impls):
         f.release()
 
 
-def _producer_ts(frame):
-    """The frame's timestamp when a producer gave it (these tests give values
-    >= 2**62, which time.monotonic_ns() never reaches), else None."""
-    return frame.timestamp_ns if frame.timestamp_ns >= 2**62 else None
-
-
 class CaptureSide(Side):
     """Side plus the capture operations (issue 14)."""
 
@@ -254,10 +218,6 @@ class CaptureSide(Side):
                         bytes(f), repr(f))
             return outcome(get)
         return super().do(op, arg)
-
-
-GEOMETRIES = [dict(frame_bytes=12), dict(shape=(2, 6)), dict(frame_bytes=12, dtype="uint16"),
-              dict(shape=(3, 2), dtype="uint16")]
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -296,14 +256,6 @@ def test_random_capture_sequences_agree(impls, policy, geometry):
             op, arg = "put_block", bytes(rng.randrange(0, fb + 1))
         step_both(c, p, step, op, arg)
     finish_both(c, p)
-
-
-BAD_GEOMETRY_ARGS = [
-    dict(), dict(shape=(2, 3), frame_bytes=7), dict(shape=(0,)), dict(shape=()), dict(shape=[2, "3"]),
-    dict(shape=(1,) * 9), dict(shape=(2**40, 2**40)), dict(shape=2**63), dict(shape=(2, 3), frame_bytes=6.0),
-    dict(frame_bytes=7, dtype="uint16"), dict(frame_bytes=8, dtype="nope"), dict(frame_bytes=8, dtype=object),
-    dict(frame_bytes=8, dtype="datetime64[s]"), dict(shape=(2, 2), dtype="float64", overflow="x"),
-]
 
 
 @pytest.mark.parametrize("kwargs", BAD_GEOMETRY_ARGS, ids=repr)

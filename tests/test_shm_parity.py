@@ -20,8 +20,11 @@ import sys
 
 import pytest
 
-from bufmgr._errors import Empty, Full, ShutDown
-from framering_fixtures import NO_EXTENSIONS, POLICIES, STATS_KEYS
+from framering_fixtures import BAD_CONSTRUCTOR_ARGS, BAD_PUTS, NO_EXTENSIONS, POLICIES, STATS_KEYS
+from framering_fixtures import BAD_GEOMETRY_ARGS as _BAD_GEOMETRY_ARGS
+from framering_fixtures import GEOMETRIES as _GEOMETRIES
+from framering_fixtures import outcome as _outcome
+from framering_fixtures import producer_ts as _producer_ts
 
 pytestmark = [
     pytest.mark.skipif(NO_EXTENSIONS, reason="SharedFrameRing needs the compiled core"),
@@ -47,20 +50,8 @@ def _norm(text: str) -> str:
 
 
 def outcome(fn):
-    """(kind, value) of calling fn: a normalised result or the exception."""
-    try:
-        value = fn()
-    except (Empty, Full, ShutDown) as e:
-        return ("raise", type(e).__name__, "")
-    except (TypeError, ValueError, OverflowError, MemoryError, BufferError) as e:
-        return ("raise", type(e).__name__, _norm(str(e)))
-    return ("ok", value)
-
-
-def _producer_ts(frame):
-    """The producer's timestamp (these tests give values >= 2**62, which
-    time.monotonic_ns() never reaches), else None."""
-    return frame.timestamp_ns if frame.timestamp_ns >= 2**62 else None
+    """framering_fixtures.outcome, with SharedFrameRing's names read as FrameRing's."""
+    return _outcome(fn, _norm)
 
 
 def _view(frame):
@@ -143,8 +134,7 @@ class Side:
                 r.is_shutdown, [(f.seq, f.gap, f.nbytes, bytes(f)) for f in self.held])
 
 
-GEOMETRIES = [dict(frame_bytes=12), dict(shape=(2, 6)), dict(frame_bytes=12, dtype="uint16"),
-              dict(shape=(3, 2), dtype="uint16"), dict(frame_bytes=16, dtype="float32")]
+GEOMETRIES = _GEOMETRIES + [dict(frame_bytes=16, dtype="float32")]
 
 
 def _random_op(rng, step, fb):
@@ -293,24 +283,13 @@ def test_refused_put_takes_no_seq(impls, policy):
         assert res[0][1] == [(2, 4, b"z")]
 
 
-BAD_CONSTRUCTOR_ARGS = [
-    (0, 8), (-3, 8), (2, 0), (2, -1), (2.5, 8), (2, 8.0), ("2", 8), (None, 8), (True, 8),
-    (2, False), (2, 8, "x"), (2, 8, None), (2, 8, 3), (2**62, 2**62), (sys.maxsize, 2),
-    (2**64, 1), (1, 2**64), (2**100, 2**100),
-]
-
-
 @pytest.mark.parametrize("args", BAD_CONSTRUCTOR_ARGS, ids=repr)
 def test_constructor_errors_agree(impls, args):
     FR, SFR = impls
     assert outcome(lambda: FR(*args)) == outcome(lambda: SFR(*args))
 
 
-BAD_GEOMETRY_ARGS = [
-    dict(), dict(shape=(2, 3), frame_bytes=7), dict(shape=(0,)), dict(shape=()), dict(shape=[2, "3"]),
-    dict(shape=(1,) * 9), dict(shape=(2**40, 2**40)), dict(shape=2**63), dict(shape=(2, 3), frame_bytes=6.0),
-    dict(frame_bytes=7, dtype="uint16"), dict(frame_bytes=8, dtype="nope"), dict(frame_bytes=8, dtype=object),
-    dict(frame_bytes=8, dtype="datetime64[s]"), dict(shape=(2, 2), dtype="float64", overflow="x"),
+BAD_GEOMETRY_ARGS = _BAD_GEOMETRY_ARGS + [
     dict(frame_bytes=8, dtype=">u4" if sys.byteorder == "little" else "<u4"),
 ]
 
@@ -322,14 +301,6 @@ def test_geometry_errors_agree(impls, kwargs):
     FR, SFR = impls
     assert outcome(lambda: FR(2, **kwargs)) == outcome(lambda: SFR(2, **kwargs))
     assert outcome(lambda: FR(2, **kwargs))[0] == "raise"
-
-
-BAD_PUTS = [
-    "str", 1, None, 1.5, [1], memoryview(b"abcdef")[::2], b"x" * 17, bytearray(100),
-    array.array("b", range(17)),
-]
-if np is not None:
-    BAD_PUTS += [np.zeros((4, 8), np.uint8)[:, ::2], np.asfortranarray(np.zeros((3, 2), np.uint8))]
 
 
 @pytest.mark.parametrize("policy", POLICIES)
