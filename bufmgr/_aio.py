@@ -216,27 +216,30 @@ class Waiters:
     def _lane_failed(self, fut: asyncio.Future) -> None:
         """A producer took ``fut``'s ticket but could not ring its loop
         (closed meanwhile, or an error): the wake-up goes to another waiter.
-        (The future is still unclaimed: the sync below records its delivery.)"""
-        n = 0
+        (The future is still unclaimed: the sync records its delivery.)"""
         loop = fut.get_loop()
+        if loop.is_closed():  # as notify does for a closed loop
+            n = self._drop_loop(loop)
+        else:
+            n = self._requeue(loop)
+        if n:
+            self.notify(n)
+
+    def _requeue(self, loop: asyncio.AbstractEventLoop) -> int:
+        """The waiters picked for ``loop`` were not rung (an error, the loop
+        still open): they wait on, oldest first, at the head. Their count."""
         try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
             self._lock.acquire()
             self._sync_locked()
             batch = self._deliveries.pop(loop, [])
-            if loop.is_closed():
-                n = len(batch)
-                self._forget_locked(lambda lp: lp is loop)
-            else:  # not rung: the picked waiters wait on, oldest first
-                self._requeue_locked(batch, loop)
-                n = len(batch)
+            self._requeue_locked(batch, loop)
             self._arm_locked()
+            return len(batch)
         finally:
             try:
                 self._lock.release()
             except RuntimeError:  # acquire() was interrupted before it took the lock
                 pass
-        if n:
-            self.notify(n)
 
     def _requeue_locked(self, batch: list[asyncio.Future], loop: asyncio.AbstractEventLoop) -> None:
         """Put picked, still pending waiters back at the head, in their order.
@@ -252,8 +255,8 @@ class Waiters:
     def _register(self, fut: asyncio.Future, loop: asyncio.AbstractEventLoop) -> None:
         try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
             self._lock.acquire()
-            waiting = self._waiting
             self._sync_locked()
+            waiting = self._waiting
             waiting[fut] = loop
             if not self._active:
                 self._active = True
@@ -336,8 +339,7 @@ class Waiters:
                         self._active = False
                         if self._on_active is not None:
                             self._on_active(False)
-                    self._arm_locked()  # (deliveries reclaimed, nobody waits: no-op)
-                    return
+                    return  # (nobody waits: nothing to arm)
                 self._pick_locked(n, schedule)
                 self._arm_locked()
             finally:
