@@ -122,13 +122,17 @@ GETTERS, PUTTERS = 0, 1
 
 
 _get_running_loop: Callable[[], asyncio.AbstractEventLoop] | None = None
+_wake: Any = None  # bufmgr/_aiowake.py's wake, once loaded
 
 
 def _load_asyncio() -> Callable[[], asyncio.AbstractEventLoop]:
     # On first wait, not at import: asyncio takes longer to import than bufmgr.
-    global _get_running_loop
+    global _get_running_loop, _wake
     import asyncio
 
+    from ._aiowake import wake
+
+    _wake = wake
     _get_running_loop = asyncio.get_running_loop
     return _get_running_loop
 
@@ -443,13 +447,26 @@ class Waiters:
         if not batch:
             return
         unused = 0
-        for fut in batch:
-            if fut.done():  # cancelled or timed out meanwhile: not its wake-up any more
-                unused += 1
-            else:
-                fut.set_result(True)
-        if unused:
-            self.notify(unused)
+        pending = iter(batch)
+        try:
+            for fut in pending:
+                if fut.done():  # cancelled or timed out meanwhile: not its wake-up any more
+                    unused += 1
+                else:
+                    _wake(fut)  # resumes its task here (bufmgr/_aiowake.py)
+        except BaseException:
+            # A resumed task raised out of its step (KeyboardInterrupt,
+            # SystemExit: asyncio re-raises those): the rest are woken as
+            # asyncio would, then it propagates as from any loop callback.
+            for fut in pending:
+                if fut.done():
+                    unused += 1
+                else:
+                    fut.set_result(True)
+            raise
+        finally:
+            if unused:
+                self.notify(unused)
 
     def _abandon(self, fut: asyncio.Future) -> None:
         """The waiter of ``fut`` stops waiting (loop thread) and will not try

@@ -96,7 +96,7 @@ def _lane_deliver(AioLanes lanes, int kind, fut, registry):
     elif fut.done():  # cancelled or timed out meanwhile: pass the wake-up on
         registry.notify(1)
     else:
-        fut.set_result(True)
+        _aio._wake(fut)  # resolves it and resumes its task here (bufmgr/_aiowake.py)
 
 
 cdef void _aio_notify(object waiters, AioLanes lanes, int kind, size_t n) noexcept:
