@@ -962,6 +962,48 @@ def test_wake_ups_riding_on_a_failed_lane_wake_up_are_retried_too(FrameQueue, lo
     assert_idle(q)
 
 
+@pytest.mark.parametrize("how", ["put", "put_many"])
+def test_a_wake_up_whose_every_ring_fails_waits_for_the_next_event(FrameQueue, loops, how):
+    """While the loop's call_soon_threadsafe raises MemoryError (loop open),
+    an event's every attempt to ring it fails: the lane's and the registry's
+    retry (compiled put), notify's fast path (pure put), notify's per-loop
+    schedule (put_many, both). The error is reported -- unraisable from the
+    compiled buffer, raised from the pure twin's put, whose item is queued
+    anyway -- and the waiter must not be lost with it: it waits on, still
+    registered, and the next event wakes it. (It used to stay picked for a
+    delivery nobody had scheduled: never woken, the lane never re-armed, and
+    every later waiter of that loop riding along on it.)"""
+    q = FrameQueue()
+    x = loops()
+    failing = threading.Event()
+    real = x.loop.call_soon_threadsafe
+
+    def flaky(*args, **kwargs):
+        if failing.is_set():
+            raise MemoryError("ring test")
+        return real(*args, **kwargs)
+
+    x.loop.call_soon_threadsafe = flaky  # before the waiter: the lane's ticket holds it
+    waiter = x.submit(q.async_get())
+    wait_until(lambda: len(getters(q)) == 1)
+    first = [0] if how == "put" else [0, 1]
+    failing.set()
+    with _Unraisable() as unraisable:
+        try:
+            q.put(0) if how == "put" else q.put_many(first)
+        except MemoryError as e:  # the pure twin's put: the item is queued all the same
+            assert FrameQueue.__module__ == "bufmgr._pyqueue" and e.args == ("ring test",)
+        else:
+            assert [t for t, _ in unraisable] == [MemoryError]
+    failing.clear()
+    assert len(getters(q)) == 1 and not getters(q)._deliveries  # waits on, nothing stuck
+    assert not waiter.done()
+    q.put("next")
+    assert waiter.result(DEADLINE_S) == 0
+    assert q.get_many(10, False) == first[1:] + ["next"]  # conservation
+    assert_idle(q)
+
+
 def _lone_waiter_rounds(buf, what, x, ring):
     """Three rounds of: one coroutine in loop x waits (for an item, or for
     room), a put/get/free from this thread wakes it."""
