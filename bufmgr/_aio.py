@@ -49,6 +49,12 @@ at the next notify, without touching the loop; ``call_soon_threadsafe`` on a
 loop that closed meanwhile raises RuntimeError, which is caught and its
 wake-ups given to other waiters. No exception reaches the notifying thread,
 no reference to a closed loop's futures (and so to its tasks) is kept.
+Any other error from ``call_soon_threadsafe`` (MemoryError) puts the
+waiters picked for that loop back at the head, where the next event finds
+them, and is raised to the notifier once the other loops are rung (the
+compiled buffers report it as unraisable: the sync call it follows already
+happened). A fast-lane ticket whose ring fails on a loop still open (any
+error) is put back the same way and retried at once (``_lane_failed``).
 This module never creates a Task, so there is nothing to be "destroyed but
 pending" and nothing to ``aclose()``.
 
@@ -326,6 +332,10 @@ class Waiters:
                     n = self._drop_loop(loop)
                     if n == 0:
                         return
+                except BaseException:  # MemoryError...: it waits on, for the next event
+                    self._requeue(loop)  # (else picked for a delivery never scheduled)
+                    raise
+        error: BaseException | None = None
         while n > 0:
             schedule: list[asyncio.AbstractEventLoop] = []
             try:  # acquire inside try, not `with` (bufmgr/_pyqueue.py's docstring)
@@ -343,7 +353,7 @@ class Waiters:
                         self._active = False
                         if self._on_active is not None:
                             self._on_active(False)
-                    return  # (nobody waits: nothing to arm)
+                    break  # (nobody waits: nothing to arm)
                 self._pick_locked(n, schedule)
                 self._arm_locked()
             finally:
@@ -357,7 +367,13 @@ class Waiters:
                     loop.call_soon_threadsafe(self._deliver, loop)
                 except RuntimeError:  # a closed loop: its tasks can never run again
                     n += self._drop_loop(loop)
+                except BaseException as e:  # as above; the other loops are rung first
+                    self._requeue(loop)
+                    if error is None:
+                        error = e
             # n > 0: wake-ups meant for a closed loop, give them to others
+        if error is not None:
+            raise error
 
     def _pick_locked(self, n: int, schedule: list[asyncio.AbstractEventLoop]) -> None:
         """notify's loop (lock held): pick up to ``n`` waiters, oldest first;

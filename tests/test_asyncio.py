@@ -832,6 +832,187 @@ def test_a_wake_up_for_a_loop_closed_before_the_put_goes_to_another_loop(FrameQu
     gc.collect()
 
 
+# A producer takes the armed ticket but the loop's call_soon_threadsafe raises
+# while the loop is still OPEN (not the "closed meanwhile" case above): a
+# custom loop raising RuntimeError, or MemoryError. _lane_failed must put the
+# waiters picked for that loop back at the head (_requeue) and retry their
+# wake-up through notify: nobody lost, nothing lost, the MemoryError reported
+# as unraisable (the put itself succeeded), a RuntimeError not at all.
+
+
+def _needs_lane(buf):
+    if getters(buf)._lanes is None:
+        pytest.skip("no fast lane here (the pure twins call notify)")
+
+
+def _fail_lane_once(lt, exc, before=None):
+    """Make lt.loop's call_soon_threadsafe raise ``exc("lane test")`` (a new
+    instance: a kept one would hold its traceback's frames) the first time a
+    producer rings the lane (_lane_deliver), after calling ``before()`` (another
+    producer's event between the take and the failure); every other call goes
+    through. Returns the qualnames of the registry's rings, in order. Patched
+    on the instance before any waiter registers: the ticket holds the bound
+    method it found then."""
+    rings = []
+    real = lt.loop.call_soon_threadsafe
+
+    def failing_once(*args, **kwargs):
+        cb = getattr(args[0], "__func__", args[0])
+        name = getattr(cb, "__qualname__", "")
+        if name in ("Waiters._deliver", "_lane_deliver"):
+            rings.append(name)
+            if name == "_lane_deliver" and rings.count(name) == 1:
+                if before is not None:
+                    before()
+                raise exc("lane test")
+        return real(*args, **kwargs)
+
+    lt.loop.call_soon_threadsafe = failing_once
+    return rings
+
+
+class _Unraisable:
+    """sys.unraisablehook replaced for a block: keeps (type, args) only, no
+    traceback (its frames would hold the futures whose collection we check)."""
+
+    def __enter__(self):
+        self.seen = []
+        self._old = sys.unraisablehook
+        sys.unraisablehook = lambda u: self.seen.append((u.exc_type, u.exc_value.args))
+        return self.seen
+
+    def __exit__(self, *exc):
+        sys.unraisablehook = self._old
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, MemoryError])
+@pytest.mark.parametrize("what", ["get", "put"])
+def test_a_lane_wake_up_failing_on_an_open_loop_is_retried(FrameQueue, loops, what, exc):
+    """One coroutine waits (for an item, or for room); the put/get that wakes
+    it takes the lane, and the loop's call_soon_threadsafe raises once, the
+    loop still open. The registry rings the loop itself (one more
+    call_soon_threadsafe, for the same waiter), the waiter gets its item or
+    its place, nothing is left behind: not in the registry, not in the lane
+    (its future is collected), no reference to the item or the loop."""
+    q = FrameQueue(1)
+    _needs_lane(q)
+    x = loops()
+    rings = _fail_lane_once(x, exc)
+    item = object()
+    item_base = sys.getrefcount(item)
+    loop_base = sys.getrefcount(x.loop)  # running, no waiter yet
+    reg = getters(q) if what == "get" else putters(q)
+    if what == "get":
+        waiter = x.submit(q.async_get())
+    else:
+        q.put("first")  # full: async_put waits for room
+        waiter = x.submit(q.async_put(item))
+    wait_until(lambda: len(reg) == 1)
+    assert reg._armed is not None  # the event below goes through the lane
+    fut_ref = weakref.ref(next(iter(reg._waiting)))
+    x.stop()  # the retried delivery stays queued there: inspect it
+    with _Unraisable() as unraisable:
+        if what == "get":
+            q.put(item)
+        else:
+            assert q.get() == "first"
+    assert rings == ["_lane_deliver", "Waiters._deliver"]
+    assert len(reg) == 0 and len(reg._deliveries[x.loop]) == 1  # re-picked, its loop rung
+    if exc is MemoryError:  # the put/get happened: the error is reported, not raised
+        assert unraisable == [(MemoryError, ("lane test",))]
+    else:  # an open loop's RuntimeError is handled like a closed one's: silently
+        assert unraisable == []
+    _restart(x)
+    if what == "get":
+        assert waiter.result(DEADLINE_S) is item
+    else:
+        waiter.result(DEADLINE_S)
+        assert q.get_nowait() is item
+    assert q.qsize() == 0  # conservation: every item put was got, once
+    assert rings == ["_lane_deliver", "Waiters._deliver"]
+    assert_idle(q)
+    del waiter
+    gc.collect()
+    assert fut_ref() is None, "the failed ticket's future is still referenced"
+    assert sys.getrefcount(item) == item_base
+    # (polled: the loop thread may still hold a handle it just ran)
+    wait_until(lambda: sys.getrefcount(x.loop) <= loop_base, what="loop refcount at baseline")
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, MemoryError])
+def test_wake_ups_riding_on_a_failed_lane_wake_up_are_retried_too(FrameQueue, loops, exc):
+    """Loop X has two waiters (the oldest), loop Y one. put(1) takes X's
+    ticket; before its call_soon_threadsafe fails (X open), another put(2)
+    syncs the registry, which records the taken ticket as X's delivery, and
+    picks X's second waiter to ride along on it. The failure must put both
+    back, in order, and ring X once for both; put(3) then wakes Y. Every
+    item reaches one waiter: {1, 2, 3} across the three, none queued."""
+    q = FrameQueue()
+    _needs_lane(q)
+    x, y = loops(), loops()
+    rings = _fail_lane_once(x, exc, before=lambda: q.put(2))
+    x_waiters = [x.submit(q.async_get()) for _ in range(2)]
+    wait_until(lambda: len(getters(q)) == 2)
+    y_waiter = y.submit(q.async_get())
+    wait_until(lambda: len(getters(q)) == 3)
+    assert getters(q)._armed is not None
+    x.stop()
+    with _Unraisable() as unraisable:
+        q.put(1)
+    assert rings == ["_lane_deliver", "Waiters._deliver"]  # one ring for both
+    assert len(getters(q)) == 1 and len(getters(q)._deliveries[x.loop]) == 2
+    assert unraisable == ([(MemoryError, ("lane test",))] if exc is MemoryError else [])
+    q.put(3)  # X's delivery is pending: this one goes to Y
+    got = [y_waiter.result(DEADLINE_S)]
+    _restart(x)
+    got += [f.result(DEADLINE_S) for f in x_waiters]
+    assert sorted(got) == [1, 2, 3] and q.qsize() == 0
+    assert rings == ["_lane_deliver", "Waiters._deliver"]
+    assert_idle(q)
+
+
+@pytest.mark.parametrize("how", ["put", "put_many"])
+def test_a_wake_up_whose_every_ring_fails_waits_for_the_next_event(FrameQueue, loops, how):
+    """While the loop's call_soon_threadsafe raises MemoryError (loop open),
+    an event's every attempt to ring it fails: the lane's and the registry's
+    retry (compiled put), notify's fast path (pure put), notify's per-loop
+    schedule (put_many, both). The error is reported -- unraisable from the
+    compiled buffer, raised from the pure twin's put, whose item is queued
+    anyway -- and the waiter must not be lost with it: it waits on, still
+    registered, and the next event wakes it. (It used to stay picked for a
+    delivery nobody had scheduled: never woken, the lane never re-armed, and
+    every later waiter of that loop riding along on it.)"""
+    q = FrameQueue()
+    x = loops()
+    failing = threading.Event()
+    real = x.loop.call_soon_threadsafe
+
+    def flaky(*args, **kwargs):
+        if failing.is_set():
+            raise MemoryError("ring test")
+        return real(*args, **kwargs)
+
+    x.loop.call_soon_threadsafe = flaky  # before the waiter: the lane's ticket holds it
+    waiter = x.submit(q.async_get())
+    wait_until(lambda: len(getters(q)) == 1)
+    first = [0] if how == "put" else [0, 1]
+    failing.set()
+    with _Unraisable() as unraisable:
+        try:
+            q.put(0) if how == "put" else q.put_many(first)
+        except MemoryError as e:  # the pure twin's put: the item is queued all the same
+            assert FrameQueue.__module__ == "bufmgr._pyqueue" and e.args == ("ring test",)
+        else:
+            assert [t for t, _ in unraisable] == [MemoryError]
+    failing.clear()
+    assert len(getters(q)) == 1 and not getters(q)._deliveries  # waits on, nothing stuck
+    assert not waiter.done()
+    q.put("next")
+    assert waiter.result(DEADLINE_S) == 0
+    assert q.get_many(10, False) == first[1:] + ["next"]  # conservation
+    assert_idle(q)
+
+
 def _lone_waiter_rounds(buf, what, x, ring):
     """Three rounds of: one coroutine in loop x waits (for an item, or for
     room), a put/get/free from this thread wakes it."""
