@@ -141,6 +141,11 @@ def test_copy_in_target_and_the_pipelined_copy_bound():
     (line,) = [ln for ln in text.splitlines() if procs.PIPELINED_BOUND in ln]
     assert "0.67x" in line
     assert any(procs.TRANSPORTS["copyto-2dst"] in ln and "0.67x" in ln for ln in text.splitlines())  # the row
+    # a miss never rounds up to the bound it missed
+    rows[3].throughput = 798.0
+    procs.fill_ratios(rows)
+    (line,) = [ln for ln in procs.format_table(rows).splitlines() if issue in ln]
+    assert "0.798x" in line and line.rstrip().endswith("MISSED")
     # without the 2-dst row there is nothing to print the bound from
     tg = procs.targets([r for r in rows if r.transport != "copyto-2dst"])
     assert not any("copyto-2dst" in t.label for t in tg) and any(t.label == issue for t in tg)
@@ -173,6 +178,15 @@ def test_dev_shm_pages_reads_the_mount_and_the_overrides():
     assert procs.dev_shm_pages(never + advise, default).startswith("2 MiB")  # the last mount on top wins
     assert procs.dev_shm_pages("proc /proc proc rw 0 0\n", default).startswith("unknown")
     assert procs.dev_shm_pages() != ""  # this machine's, whatever it is
+
+
+def test_numpy_frame_pages_reads_thp_and_numpys_madvise():
+    assert procs.numpy_frame_pages("always [madvise] never\n", True) == "2 MiB (THP madvise)"
+    assert procs.numpy_frame_pages("always [madvise] never\n", False) == "4 KiB (THP madvise)"
+    assert procs.numpy_frame_pages("[always] madvise never\n", False) == "2 MiB (THP always)"
+    assert procs.numpy_frame_pages("always madvise [never]\n", True) == "4 KiB (THP never)"
+    assert procs.numpy_frame_pages("garbage", True) == "unknown"
+    assert procs.numpy_frame_pages() != ""  # this machine's, whatever it is
 
 
 def test_bench_processes_cli_accounts_for_every_item(tmp_path):
@@ -209,6 +223,7 @@ def test_bench_processes_cli_accounts_for_every_item(tmp_path):
             assert r["vs_mp_queue"] > 0
     assert data["integrity_failures"] == 0
     assert data["dev_shm_pages"] == procs.dev_shm_pages()
+    assert data["numpy_frame_pages"] == procs.numpy_frame_pages()
     labels = [t["label"] for t in data["targets"]]
     if not procs.unavailable("ring-reserve", "64b"):
         assert any("faster-fifo" not in lab and "reserve" in lab for lab in labels)
