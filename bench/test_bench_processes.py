@@ -20,8 +20,10 @@ transport keys:
 * ``faster-fifo-many``   the same, the consumer takes batches (get_many)
 * ``shm-index``          SharedMemory slots + mp.Queue of indices, copy in
 * ``shm-index-inplace``  the same, written in place
-* ``copyto`` / ``copyto-8dst``  numpy.copyto in one process (1x1 groups only):
-  into one buffer (the floor) / into 8 buffers in turn
+* ``copyto`` / ``copyto-2dst`` / ``copyto-8dst``  numpy.copyto in one process
+  (1x1 groups only): into one buffer (the floor) / into 2 buffers in turn
+  (the working set of a pipelined copy-in: the consumer holds the previous
+  frame) / into 8 buffers in turn
 
 After every test the run is checked: every item stamped, produced ==
 delivered + dropped, none duplicated, torn or out of order. The targets
