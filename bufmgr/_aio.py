@@ -28,7 +28,8 @@ registry, and groups them by loop: each loop gets ONE ``call_soon_threadsafe``
 per burst however many of its waiters were picked (a pending delivery just
 collects more futures), so the loop's self-pipe sees at most one write per
 burst (cpython#156054). The delivery callback runs in the loop's thread and
-resolves the futures. A picked future that is already done by then (its task
+resolves the futures, resuming each one's task right there rather than one
+loop iteration later (bufmgr/_aiowake.py). A picked future that is already done by then (its task
 was cancelled, or its own timeout fired) passes its wake-up on: notify(1)
 again. A waiter that abandons a registration after a wake-up was delivered to
 it (cancelled before it resumed, or its second try succeeded) passes it on

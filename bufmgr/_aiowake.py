@@ -46,6 +46,9 @@ def wake(fut: asyncio.Future, result: object = True) -> None:
             fn, context = callbacks[0]
             if isinstance(getattr(fn, "__self__", None), _Task) and fut.remove_done_callback(fn) == 1:
                 fut.set_result(result)
-                context.run(fn, fut)  # the task's step; it handles its own errors
+                try:
+                    context.run(fn, fut)  # the task's step; it handles its own errors
+                except RuntimeError:  # its context is the one this callback runs in:
+                    fut.get_loop().call_soon(fn, fut, context=context)  # not entered twice
                 return
     fut.set_result(result)

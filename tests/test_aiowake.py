@@ -48,7 +48,7 @@ def test_the_woken_task_resumes_inside_the_delivery_callback(FrameQueue):
         await until(lambda: len(getters(q)) == 1)
         q.put("x")  # rings this loop: the delivery handle is queued now
         loop.call_soon(order.append, ("marker",))
-        await asyncio.wait_for(task, DEADLINE_S)
+        await finished(task)
         assert order == [("resumed", "x", "waiter"), ("marker",)]
         assert_idle(q)
 
@@ -80,7 +80,7 @@ def test_a_put_from_a_thread_resumes_the_task_in_the_delivery(FrameQueue):
             await until(lambda: len(getters(q)) == 1)
             t = threading.Thread(target=q.put, args=("y",))
             t.start()
-            await asyncio.wait_for(task, DEADLINE_S)
+            await finished(task)
             t.join(DEADLINE_S)
             assert not t.is_alive()
         finally:
@@ -90,6 +90,15 @@ def test_a_put_from_a_thread_resumes_the_task_in_the_delivery(FrameQueue):
 
     _aio._load_asyncio()
     run(main())
+
+
+async def finished(task):
+    """Wait for ``task`` within the liveness bound; fail, never hang (unlike
+    wait_for, which waits for a task that can never run again to cancel)."""
+    done, _ = await asyncio.wait({task}, timeout=DEADLINE_S)
+    if task not in done:
+        pytest.fail(f"liveness: {task} not finished within {DEADLINE_S} s")
+    return task.result()
 
 
 def _waiting_task(loop):
@@ -114,7 +123,7 @@ def test_wake_inside_a_running_task_schedules_the_step():
         await asyncio.sleep(0)  # the task now awaits fut
         wake(fut, 7)
         assert fut.done() and log == []  # resolved, not resumed yet
-        await asyncio.wait_for(task, DEADLINE_S)
+        await finished(task)
         assert log == [("result", 7, True)]
 
     run(main())
@@ -132,8 +141,30 @@ def test_wake_from_a_callback_steps_the_task_in_place():
             seen.append(list(log))  # the task ran inside wake()
 
         loop.call_soon(delivery)
-        await asyncio.wait_for(task, DEADLINE_S)
+        await finished(task)
         assert seen == [[("result", 8, True)]]
+
+    run(main())
+
+
+def test_wake_from_a_callback_in_the_tasks_own_context_schedules_the_step():
+    """A context cannot be entered twice: a delivery run in the waiting
+    task's own context leaves the step to the loop (no RuntimeError, no
+    waiter left hanging)."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        task, fut, log = _waiting_task(loop)
+        await asyncio.sleep(0)
+        (_, task_context), = fut._callbacks
+        seen = []
+
+        def delivery():
+            wake(fut, 11)
+            seen.append(list(log))
+
+        loop.call_soon(delivery, context=task_context)
+        await finished(task)
+        assert seen == [[]] and log == [("result", 11, True)]
 
     run(main())
 
@@ -154,7 +185,7 @@ def test_wake_with_other_callbacks_leaves_them_to_the_loop():
             seen.append((list(log), list(calls)))
 
         loop.call_soon(delivery)
-        await asyncio.wait_for(task, DEADLINE_S)
+        await finished(task)
         await asyncio.sleep(0)
         assert seen == [([], [])]  # nothing ran inside wake()
         assert log == [("result", 9, True)]

@@ -143,10 +143,15 @@ def run(coro, kind="asyncio"):
         tasks = asyncio.all_tasks(loop)
         for t in tasks:
             t.cancel()
-        if tasks:
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        pending = set()
+        if tasks:  # bounded: a task that can never run again fails the test, not hangs it
+            done, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=DEADLINE_S))
+            for t in done:
+                if not t.cancelled():
+                    t.exception()  # retrieved: no "never retrieved" report
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+        assert not pending, f"liveness: tasks still pending after cancel(): {pending}"
         assert not errors, errors
 
 
