@@ -18,7 +18,14 @@ context: exactly the call the loop would have made one iteration later.
 Anything else -- a task running (``current_task(loop)``: steps never nest),
 other callbacks, an event loop whose futures keep no ``_callbacks`` -- gets
 a plain ``set_result``. The future stays an exact ``asyncio.Future``, so
-tasks keep their C fast path for awaiting it.
+tasks keep their C fast path for awaiting it (a subclass overriding
+``add_done_callback`` was the other design: every task awaiting it falls
+back to the generic future protocol).
+
+Visible differences, both harmless: the resumed step runs inside the
+delivery handle, so in debug mode a slow step is reported against that
+handle; and it runs before handles that became ready after the delivery
+was queued, as it would have had the loop run it a step earlier.
 
 Imported by bufmgr/_aio.py on first wait (asyncio takes longer to import
 than bufmgr).
