@@ -118,7 +118,8 @@ def test_copy_in_target_and_the_pipelined_copy_bound():
     # a ring at the two-destination bound: the issue's target is missed, and
     # the reference lines say what bounds it (ring vs copyto-2dst, copyto-2dst vs copyto)
     rows = []
-    for transport, throughput in (("copyto", 1000.0), ("copyto-2dst", 670.0), ("copyto-8dst", 500.0), ("ring-copy", 670.0)):
+    for transport, throughput in (("copyto", 1000.0), ("copyto-2dst", 670.0), ("copyto-8dst", 500.0), ("ring-copy", 670.0),
+                                  ("copyto-2shm", 600.0)):
         rows.append(procs._new_row(transport, "frame", 1, None))
         rows[-1].throughput = throughput
     procs.fill_ratios(rows)
@@ -133,6 +134,10 @@ def test_copy_in_target_and_the_pipelined_copy_bound():
     assert cold.value == pytest.approx(1.34) and cold.met is None
     bound = [t for t in tg if t.label == procs.PIPELINED_BOUND]
     assert len(bound) == 1 and bound[0].value == pytest.approx(0.67)
+    two_shm = next(t for t in tg if "(copyto-2shm)" in t.label)  # the bound on the ring's pages
+    assert two_shm.value == pytest.approx(670.0 / 600.0) and two_shm.met is None
+    bound_shm = [t for t in tg if t.label == procs.PIPELINED_BOUND_SHM]
+    assert len(bound_shm) == 1 and bound_shm[0].value == pytest.approx(0.6) and bound_shm[0].met is None
     text = procs.format_table(rows)
     (line,) = [ln for ln in text.splitlines() if issue in ln]
     assert "0.67x" in line and "(target >= 0.8x)" in line and line.rstrip().endswith("MISSED")
@@ -152,7 +157,8 @@ def test_copy_in_target_and_the_pipelined_copy_bound():
 
 
 @pytest.mark.skipif(procs.np is None, reason="the floor rows need numpy")
-@pytest.mark.parametrize("transport, destinations", [("copyto", 1), ("copyto-2dst", 2), ("copyto-8dst", 8)])
+@pytest.mark.parametrize("transport, destinations",
+                         [("copyto", 1), ("copyto-2dst", 2), ("copyto-2shm", 2), ("copyto-8dst", 8)])
 def test_floor_rows_copy_into_their_destinations_in_turn(transport, destinations):
     p = procs._Producer(procs.RowSpec(transport, "64b", 0, 8), None)
     n = 2 * destinations + 1
@@ -163,6 +169,14 @@ def test_floor_rows_copy_into_their_destinations_in_turn(transport, destinations
     for i, d in enumerate(dsts):
         last = max(seq for seq in range(n) if seq % destinations == i)  # the last frame copied into d
         assert [procs.STAMP.unpack_from(d, off)[0] for off in procs.stamp_offsets(64)] == [last] * 3
+    del dsts, d
+    if transport in procs.FLOORS_ON_SHM:  # its destinations live in one /dev/shm segment ...
+        path = os.path.join("/dev/shm", p.segment_name.lstrip("/"))
+        assert os.path.exists(path)
+        p.cleanup()
+        assert not os.path.exists(path)  # ... which cleanup removes
+    else:
+        p.cleanup()
 
 
 def test_dev_shm_pages_reads_the_mount_and_the_overrides():
@@ -191,7 +205,8 @@ def test_numpy_frame_pages_reads_thp_and_numpys_madvise():
 
 def test_bench_processes_cli_accounts_for_every_item(tmp_path):
     out = tmp_path / "procs.json"
-    transports = ["mp-queue", "shm-index", "shm-index-inplace", "copyto", "copyto-2dst", "ring-copy", "ring-reserve"]
+    transports = ["mp-queue", "shm-index", "shm-index-inplace", "copyto", "copyto-2dst", "copyto-2shm", "ring-copy",
+                  "ring-reserve"]
     args = ["bench", "--scenario", "processes", "--quick", "--proc-payload", "64b",
             "--consumers", "1", "--consumers", "2", "--json", str(out)]
     for t in transports:

@@ -38,6 +38,11 @@ each transport, side by side in one run; the consumers compete for the frames
   N+1, so the ring copies into two slots in turn, like this row: its
   ``vs floor`` is the bound for a pipelined copy-in on this machine (on
   the pages numpy gets, below).
+* ``copyto-2shm``   -- ``copyto-2dst`` with its 2 buffers in one ``/dev/shm``
+  segment (``multiprocessing.shared_memory``), i.e. on the pages the ring's
+  slots get (4 KiB unless ``/dev/shm`` is mounted ``huge=``), where numpy's
+  own large buffers get 2 MiB pages through THP: the bound for a pipelined
+  copy-in on the ring's pages.
 * ``copyto-8dst``   -- the same, ``dst`` taken in turn from as many buffers as
   the ring has slots: what one copy costs when it lands in memory that left
   the cache, like the ``shm-index`` baseline, which cycles through its slots
@@ -118,6 +123,7 @@ TRANSPORTS: dict[str, str] = {
     "shm-index-inplace": "SharedMemory+index, in place",
     "copyto": "numpy.copyto (1 process)",
     "copyto-2dst": "numpy.copyto, 2 dst (1 process)",
+    "copyto-2shm": "numpy.copyto, 2 shm dst (1 process)",
     "copyto-8dst": "numpy.copyto, 8 dst (1 process)",
 }
 TRANSPORT_NOTES: dict[str, str] = {
@@ -131,6 +137,7 @@ TRANSPORT_NOTES: dict[str, str] = {
     "shm-index-inplace": "hand-rolled: written in place",
     "copyto": "one copy, one dst: the floor",
     "copyto-2dst": "one copy, into 2 dsts in turn: a pipeline's working set",
+    "copyto-2shm": "the same, the 2 dsts in /dev/shm (the ring's pages)",
     "copyto-8dst": "one copy, into `slots` dsts in turn",
 }
 OURS = ("ring-copy", "ring-reserve", "ring-many")
@@ -139,7 +146,9 @@ BATCH = 64  # get_many's max_items for the batched consumers
 FLOOR = "copyto"
 #: the one-process rows (no consumer): numpy.copyto into this many
 #: destination buffers in turn (None: as many as the ring has slots)
-FLOOR_DESTINATIONS: dict[str, int | None] = {"copyto": 1, "copyto-2dst": 2, "copyto-8dst": None}
+FLOOR_DESTINATIONS: dict[str, int | None] = {"copyto": 1, "copyto-2dst": 2, "copyto-2shm": 2,
+                                             "copyto-8dst": None}
+FLOORS_ON_SHM = ("copyto-2shm",)  # destinations in a /dev/shm segment, not numpy's own memory
 FLOORS = tuple(FLOOR_DESTINATIONS)
 
 CONSUMERS_DEFAULT = (1, 2, 4)
@@ -409,7 +418,7 @@ class _Producer:
             self.cleanup = cleanup
 
         elif t in FLOORS:
-            produce = self._copyto_into(nbytes, FLOOR_DESTINATIONS[t] or spec.slots)
+            produce = self._copyto_into(nbytes, FLOOR_DESTINATIONS[t] or spec.slots, t in FLOORS_ON_SHM)
 
             def mark() -> None:
                 pass
@@ -422,13 +431,32 @@ class _Producer:
 
         self.produce, self.mark, self.end = produce, mark, end
 
-    def _copyto_into(self, nbytes: int, destinations: int) -> Callable[[int, int], None]:
+    def _copyto_into(self, nbytes: int, destinations: int, on_shm: bool = False) -> Callable[[int, int], None]:
         """The floor rows' produce(): stamp the source, numpy.copyto it into
         ``destinations`` buffers in turn, check the copy's tail stamp
         (mismatches counted in ``self.bad``). The buffers are kept in
-        ``self.destinations``."""
+        ``self.destinations``; ``on_shm``: in one /dev/shm segment, removed
+        by ``self.cleanup``."""
         src = _source_buffer(nbytes)
-        dsts = [np.zeros_like(src) for _ in range(destinations)]
+        if on_shm:
+            from multiprocessing import shared_memory
+
+            seg = shared_memory.SharedMemory(create=True, size=nbytes * destinations)
+            self.segment_name = seg.name
+            dsts = [np.frombuffer(seg.buf, src.dtype, src.size, i * nbytes).reshape(src.shape)
+                    for i in range(destinations)]
+            for d in dsts:
+                d[...] = 0  # every page touched before timing, as zeros_like's are
+
+            def cleanup() -> None:
+                self.destinations = []
+                dsts.clear()  # the views first: close() refuses while they exist
+                seg.close()
+                seg.unlink()
+
+            self.cleanup = cleanup
+        else:
+            dsts = [np.zeros_like(src) for _ in range(destinations)]
         self.destinations = dsts
         a, b, c = stamp_offsets(nbytes)
         pack_into, unpack_from = STAMP.pack_into, STAMP.unpack_from
@@ -1231,6 +1259,8 @@ def fill_ratios(rows: list[Row]) -> None:
 COPY_IN_TARGET = "6 MB frames: SharedFrameRing put+get (copy in, read in place) vs numpy.copyto"
 #: the informational line: what one copy costs when the consumer holds the previous frame
 PIPELINED_BOUND = "the bound for a pipelined copy on this machine: copyto-2dst / copyto"
+#: the same on the ring's pages
+PIPELINED_BOUND_SHM = "  the same on the ring's pages (/dev/shm): copyto-2shm / copyto"
 
 
 @dataclass
@@ -1261,16 +1291,22 @@ def targets(rows: list[Row]) -> list[Target]:
     out = []
     r, floor = get("ring-copy", "frame"), get(FLOOR, "frame")
     two, cold = get("copyto-2dst", "frame"), get("copyto-8dst", "frame")
+    two_shm = get("copyto-2shm", "frame")
     if r is not None and floor is not None:
         out.append(Target(COPY_IN_TARGET, r.vs_floor, 0.8, "x"))
         if two is not None:
             out.append(Target("for reference: the same vs numpy.copyto into 2 buffers in turn (copyto-2dst)",
                               per(r, two), None, "x"))
+        if two_shm is not None:
+            out.append(Target("for reference: the same vs numpy.copyto into 2 /dev/shm dsts (copyto-2shm)",
+                              per(r, two_shm), None, "x"))
         if cold is not None:
             out.append(Target("for reference: the same vs numpy.copyto into 8 buffers in turn (copyto-8dst)",
                               per(r, cold), None, "x"))
     if two is not None and floor is not None:
         out.append(Target(PIPELINED_BOUND, per(two, floor), None, "x"))
+    if two_shm is not None and floor is not None:
+        out.append(Target(PIPELINED_BOUND_SHM, per(two_shm, floor), None, "x"))
     for payload in ("frame", "64b"):
         r = get("ring-reserve", payload)
         if r is not None:
