@@ -464,26 +464,27 @@ class Waiters:
         if not batch:
             return
         unused = 0
-        pending = iter(batch)
-        try:
-            for fut in pending:
-                if fut.done():  # cancelled or timed out meanwhile: not its wake-up any more
-                    unused += 1
-                else:
+        error: BaseException | None = None
+        for fut in batch:
+            if fut.done():  # cancelled or timed out meanwhile: not its wake-up any more
+                unused += 1
+            elif error is None:
+                try:
                     _wake(fut)  # resumes its task here (bufmgr/_aiowake.py)
-        except BaseException:
-            # A resumed task raised out of its step (KeyboardInterrupt,
-            # SystemExit: asyncio re-raises those): the rest are woken as
-            # asyncio would, then it propagates as from any loop callback.
-            for fut in pending:
-                if fut.done():
-                    unused += 1
-                else:
-                    fut.set_result(True)
-            raise
-        finally:
-            if unused:
-                self.notify(unused)
+                except BaseException as e:
+                    # A resumed task raised out of its step (KeyboardInterrupt,
+                    # SystemExit: asyncio re-raises those): the rest are woken
+                    # as asyncio would, then it propagates as from any callback.
+                    error = e
+            else:
+                fut.set_result(True)
+        if unused:
+            self.notify(unused)
+        if error is not None:
+            try:
+                raise error
+            finally:
+                error = None  # no cycle through this frame's traceback
 
     def _abandon(self, fut: asyncio.Future) -> None:
         """The waiter of ``fut`` stops waiting (loop thread) and will not try
