@@ -34,6 +34,7 @@ than bufmgr).
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 __all__ = ["wake"]
 
@@ -41,12 +42,12 @@ _current_task = asyncio.current_task
 _Task = asyncio.Task
 
 
-def wake(fut: asyncio.Future, result: object = True) -> None:
+def wake(fut: asyncio.Future[Any], result: object = True) -> None:
     """Resolve the pending ``fut``; resume its task now where that is safe
     (see the module docstring). Only from a callback run by fut's loop."""
     if _current_task(fut.get_loop()) is None:
         try:
-            callbacks = fut._callbacks  # type: ignore[attr-defined]
+            callbacks = fut._callbacks
         except AttributeError:  # pragma: no cover - not asyncio's Future
             callbacks = None
         if callbacks and len(callbacks) == 1:
