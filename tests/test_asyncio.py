@@ -177,8 +177,22 @@ def assert_idle(buf):
     clear -- at the latest after one notify that finds nobody (picking the
     last waiter leaves its flag set until the next event, by design)."""
     w = buf._aio_waiters()
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
     for reg in (w.getters, w.putters):
         assert len(reg) == 0
+        # A delivery already queued on another thread's running loop is in
+        # flight, not lost: a shutdown's notify_all can pick waiters whose
+        # tasks, already past their wait_for timeout, end (on ShutDown) before
+        # that loop runs the delivery. Let it land, then it must be gone.
+        # (A stopped or closed loop's delivery, or this loop's, is not waited for.)
+        def in_flight():
+            with reg._lock:
+                loops = list(reg._deliveries)
+            return any(lp is not here and lp.is_running() for lp in loops)
+        wait_until(lambda: not in_flight(), what="in-flight deliveries ran")
         assert not reg._deliveries
         reg.notify(1)
         assert not reg.active
