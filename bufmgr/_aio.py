@@ -50,7 +50,8 @@ at the next notify, without touching the loop; ``call_soon_threadsafe`` on a
 loop that closed meanwhile raises RuntimeError, which is caught and its
 wake-ups given to other waiters. No exception reaches the notifying thread,
 no reference to a closed loop's futures (and so to its tasks) is kept.
-Any other error from ``call_soon_threadsafe`` (MemoryError) puts the
+Any other error from ``call_soon_threadsafe`` (MemoryError, or a
+RuntimeError from a loop that is still open) puts the
 waiters picked for that loop back at the head, where the next event finds
 them, and is raised to the notifier once the other loops are rung (the
 compiled buffers report it as unraisable: the sync call it follows already
@@ -142,6 +143,14 @@ def _load_asyncio() -> Callable[[], asyncio.AbstractEventLoop]:
     _wake = wake
     _get_running_loop = asyncio.get_running_loop
     return _get_running_loop
+
+
+def _closed_loop_refused(loop: asyncio.AbstractEventLoop, error: BaseException) -> bool:
+    """``loop.call_soon_threadsafe`` raised ``error``: is it the closed loop's
+    RuntimeError (its tasks can never run again: forget them), rather than a
+    failure the loop outlives (MemoryError, or a RuntimeError from an open
+    loop, say a custom one's: its waiters wait on)?"""
+    return isinstance(error, RuntimeError) and loop.is_closed()
 
 
 def _expire(fut: asyncio.Future) -> None:
@@ -329,13 +338,13 @@ class Waiters:
                 try:
                     loop.call_soon_threadsafe(self._deliver, loop)
                     return
-                except RuntimeError:  # closed meanwhile: its wake-up goes to others
-                    n = self._drop_loop(loop)
+                except BaseException as e:
+                    if not _closed_loop_refused(loop, e):  # MemoryError...: it waits
+                        self._requeue(loop)  # on, for the next event (else picked
+                        raise  # for a delivery never scheduled)
+                    n = self._drop_loop(loop)  # closed meanwhile: its wake-up goes to others
                     if n == 0:
                         return
-                except BaseException:  # MemoryError...: it waits on, for the next event
-                    self._requeue(loop)  # (else picked for a delivery never scheduled)
-                    raise
         error: BaseException | None = None
         while n > 0:
             schedule: list[asyncio.AbstractEventLoop] = []
@@ -366,12 +375,13 @@ class Waiters:
             for loop in schedule:  # outside the lock: it writes the loop's self-pipe
                 try:
                     loop.call_soon_threadsafe(self._deliver, loop)
-                except RuntimeError:  # a closed loop: its tasks can never run again
-                    n += self._drop_loop(loop)
-                except BaseException as e:  # as above; the other loops are rung first
-                    self._requeue(loop)
-                    if error is None:
-                        error = e
+                except BaseException as e:
+                    if _closed_loop_refused(loop, e):  # its tasks can never run again
+                        n += self._drop_loop(loop)
+                    else:  # as above; the other loops are rung first
+                        self._requeue(loop)
+                        if error is None:
+                            error = e
             # n > 0: wake-ups meant for a closed loop, give them to others
         if error is not None:
             raise error

@@ -113,10 +113,13 @@ cdef void _aio_notify(object waiters, AioLanes lanes, int kind, size_t n) noexce
         if t is not None:  # ours: call_soon_threadsafe(_lane_deliver, lanes, kind, fut, registry)
             try:
                 t[0](t[1], t[2], t[3], t[4], t[5])
-            except RuntimeError:  # its loop closed meanwhile: the wake-up goes to another waiter
+            except BaseException as e:
+                # The wake-up goes to another waiter (its loop closed
+                # meanwhile), or is retried (still open); any error but the
+                # closed loop's RuntimeError (MemoryError, a custom loop's
+                # refusal) is then reported as unraisable.
                 t[5]._lane_failed(t[4])
-            except BaseException:  # worse (MemoryError): the same, then reported as unraisable
-                t[5]._lane_failed(t[4])
-                raise
+                if not _aio._closed_loop_refused(t[4].get_loop(), e):
+                    raise
             return
     (waiters.getters if kind == _AIO_GETTERS else waiters.putters).notify(n)
