@@ -107,6 +107,7 @@ must not call back into the same Waiters.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import weakref
 from collections import OrderedDict
@@ -143,6 +144,19 @@ def _load_asyncio() -> Callable[[], asyncio.AbstractEventLoop]:
     _wake = wake
     _get_running_loop = asyncio.get_running_loop
     return _get_running_loop
+
+
+def _in_trio() -> bool:
+    """No asyncio loop runs in this thread: is it a trio task (anyio's trio
+    backend included)? Never imports trio (bufmgr/_aiotrio.py)."""
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_task()
+    except (RuntimeError, AttributeError):  # outside a run (or a partial import)
+        return False
+    return True
 
 
 def _closed_loop_refused(loop: asyncio.AbstractEventLoop, error: BaseException) -> bool:
@@ -530,39 +544,49 @@ class Waiters:
         """Return ``attempt()`` once it stops raising ``blocked``; after
         ``seconds`` (None: forever) one last try, whose ``blocked`` propagates.
         The caller already tried once (step 1 of the module docstring)."""
-        loop = (_get_running_loop or _load_asyncio())()
-        deadline = None if seconds is None else loop.time() + seconds
-        while True:
-            fut = loop.create_future()
-            self._register(fut, loop)
-            try:
-                result = attempt()  # second try: closes the lost-wake-up race
-            except blocked:
-                pass
-            except BaseException:
-                self._abandon(fut)
-                raise
-            else:
-                self._abandon(fut)
-                return result
-            timer = None if deadline is None else loop.call_at(deadline, _expire, fut)
-            try:
-                await fut
-            except BaseException:  # CancelledError, GeneratorExit (coroutine closed)
-                self._abandon(fut)
-                raise
-            finally:
-                if timer is not None:
-                    timer.cancel()
-            if fut.result() is not True:  # our own timeout
-                self._abandon(fut)
-                return attempt()  # last try: raises `blocked` if still nothing
-            # Woken (notify unregistered us): try again, and register anew
-            # only if someone else was faster.
-            try:
-                return attempt()
-            except blocked:
-                pass
+        try:
+            loop = (_get_running_loop or _load_asyncio())()
+        except RuntimeError:  # no asyncio loop runs here: a trio task? (free in 3.11+)
+            if not _in_trio():
+                raise  # asyncio's "no running event loop"
+        else:
+            deadline = None if seconds is None else loop.time() + seconds
+            while True:
+                fut = loop.create_future()
+                self._register(fut, loop)
+                try:
+                    result = attempt()  # second try: closes the lost-wake-up race
+                except blocked:
+                    pass
+                except BaseException:
+                    self._abandon(fut)
+                    raise
+                else:
+                    self._abandon(fut)
+                    return result
+                timer = None if deadline is None else loop.call_at(deadline, _expire, fut)
+                try:
+                    await fut
+                except BaseException:  # CancelledError, GeneratorExit (coroutine closed)
+                    self._abandon(fut)
+                    raise
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+                if fut.result() is not True:  # our own timeout
+                    self._abandon(fut)
+                    return attempt()  # last try: raises `blocked` if still nothing
+                # Woken (notify unregistered us): try again, and register anew
+                # only if someone else was faster.
+                try:
+                    return attempt()
+                except blocked:
+                    pass
+        # Inside trio (awaited outside the except clause: what it raises must
+        # not chain to the RuntimeError).
+        from . import _aiotrio
+
+        return await _aiotrio.wait(self, attempt, blocked, seconds)
 
 
 class BufferWaiters:
