@@ -87,6 +87,18 @@ the lock after a sync, so an armed ticket always matches it. With no ticket
 the buffer calls notify(n) as before. Buffers without lanes (the pure twins,
 SharedFrameRing) never arm.
 
+trio (bufmgr/_aiotrio.py)
+------------------------
+``wait`` run by a trio task (no asyncio loop running in its thread, trio
+already imported) goes to ``_aiotrio.wait``: the same loop with trio's
+primitives, registered in this same registry behind two adapters, a
+``TrioLoop`` per trio run (``call_soon_threadsafe`` is the run's
+``run_sync_soon``; a finished run refuses with the closed loop's
+RuntimeError) and a ``TrioFuture`` (the part of the Future API used here).
+So everything above holds across trio runs and asyncio loops alike, the
+fast lane included. The dispatch costs the asyncio path nothing: it is the
+``except RuntimeError`` of the ``get_running_loop()`` call it makes anyway.
+
 The interface, for buffers that live outside this process
 -------------------------------------------------------
 ``Waiters(on_active)`` is all a buffer needs: call ``notify(n)`` /

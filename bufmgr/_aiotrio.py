@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 import sys
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
 import outcome
@@ -76,6 +77,12 @@ class _Unraisable:
     """What ``sys.unraisablehook`` expects (its argument's attributes)."""
 
     __slots__ = ("exc_type", "exc_value", "exc_traceback", "err_msg", "object")
+
+    exc_type: type[BaseException]
+    exc_value: BaseException | None
+    exc_traceback: TracebackType | None
+    err_msg: str | None
+    object: object
 
     def __init__(self, e: BaseException, msg: str) -> None:
         self.exc_type = type(e)

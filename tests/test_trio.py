@@ -651,3 +651,26 @@ def test_outside_any_loop_the_error_is_asyncios(FrameQueue):
         coro.send(None)
     coro.close()
     assert_idle(q)
+
+
+def test_an_error_in_a_wakeup_callback_is_reported_not_fatal_to_the_run(monkeypatch):
+    """trio kills a run whose run_sync_soon callback raises; the adapter
+    reports it as asyncio's loop would log it, and the run goes on."""
+    from bufmgr import _aiotrio
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+
+    def boom():
+        raise MemoryError("injected")
+
+    async def main():
+        ran = trio.Event()
+        loop = _aiotrio.current_loop()
+        loop.call_soon_threadsafe(boom)
+        loop.call_soon_threadsafe(ran.set)
+        await ran.wait()
+        return "finished"
+
+    assert run(main) == "finished"
+    assert len(seen) == 1 and isinstance(seen[0].exc_value, MemoryError)
