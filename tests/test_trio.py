@@ -674,3 +674,39 @@ def test_an_error_in_a_wakeup_callback_is_reported_not_fatal_to_the_run(monkeypa
 
     assert run(main) == "finished"
     assert len(seen) == 1 and isinstance(seen[0].exc_value, MemoryError)
+
+
+@pytest.mark.parametrize("what", ["get", "put"])
+def test_a_lone_trio_waiter_is_woken_through_the_fast_lane(FrameQueue, live, monkeypatch, what):
+    """The compiled FrameQueue's put/get wakes a lone trio waiter through the
+    lane (the registry's Python notify is never called: the producer's C code
+    rings the run's run_sync_soon itself); the pure twin calls notify."""
+    from bufmgr import _aio
+
+    calls = []
+    real = _aio.Waiters.notify
+
+    def counting(self, n=1):
+        calls.append(n)
+        return real(self, n)
+
+    monkeypatch.setattr(_aio.Waiters, "notify", counting)
+    q = FrameQueue(1, "block")
+    if what == "put":
+        q.put(-1)
+
+    async def main():
+        for i in range(3):
+            if what == "get":
+                t = live.start(lambda i=i: (wait_until(lambda: len(getters(q)) == 1), q.put(i)))
+                assert await q.async_get() == i
+            else:
+                t = live.start(lambda: (wait_until(lambda: len(putters(q)) == 1), q.get()))
+                await q.async_put(i)
+            t.value()
+
+    run(main)
+    if FrameQueue.__module__ == "bufmgr._pyqueue":
+        assert calls
+    else:
+        assert calls == []
