@@ -39,6 +39,9 @@ and trio is already imported (never imports trio otherwise).
 
 Like asyncio's, a call that need not wait returns without yielding to the
 scheduler (it is not a trio checkpoint); only a call that waits is one.
+Not supported: trio's guest mode on top of an asyncio loop (the wait finds
+the host's running asyncio loop first, and trio refuses the asyncio future
+with a TypeError; the registration is abandoned, nothing is left behind).
 """
 
 from __future__ import annotations
