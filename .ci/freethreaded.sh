@@ -13,7 +13,7 @@
 # system apt configuration is neither read for deb-src nor changed. Only a
 # missing build dependency is installed into the system (apt-get install).
 #
-# Then: a venv on that interpreter, `pip install ".[test,numpy]"` from a copy of
+# Then: a venv on that interpreter, `pip install ".[test,numpy,trio]"` from a copy of
 # this checkout (Cython has no cp313t wheel and runs as pure Python), and
 #   pytest tests -W error::RuntimeWarning -p no:cacheprovider
 # (tests/test_freethreading.py asserts the GIL stays off once every bufmgr
@@ -183,12 +183,12 @@ venv="$work/venv"
 # still built from source; Cython comes as its py3-none-any (pure) wheel.
 export PIP_ONLY_BINARY=:all: PIP_DISABLE_PIP_VERSION_CHECK=1
 pip_log="$work/pip.log"
-if ! (cd "$src" && "$venv/bin/pip" install -v ".[test,numpy]") >"$pip_log" 2>&1; then
+if ! (cd "$src" && "$venv/bin/pip" install -v ".[test,numpy,trio]") >"$pip_log" 2>&1; then
     grep -v 'is ignored: it is neither a file nor a directory' "$pip_log" | tail -n 60
-    die "pip install \".[test,numpy]\" failed on the free-threaded interpreter"
+    die "pip install \".[test,numpy,trio]\" failed on the free-threaded interpreter"
 fi
 cython_whl=$(grep -io 'cython-[0-9][^ /]*\.whl' "$pip_log" | sort -u | head -n1 || true)
-say "pip install \".[test,numpy]\": $(elapsed "$t_pip")s (build backend used ${cython_whl:-an unknown Cython}; the extension was compiled from source)"
+say "pip install \".[test,numpy,trio]\": $(elapsed "$t_pip")s (build backend used ${cython_whl:-an unknown Cython}; the extension was compiled from source)"
 
 # The suite must see the GIL off and the compiled FrameQueue. PYTHON_GIL
 # would override the build's default; PYTHONSAFEPATH keeps `python -m

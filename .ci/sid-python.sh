@@ -165,13 +165,13 @@ run_version() ( # VERSION; a subshell, so that its exports stay in it
     # is still built from this source, with the host gcc.
     local pip_log="$work/pip-$ver.log"
     if ! (cd "$src" && CC=gcc CFLAGS="-I$dir/inc" PIP_ONLY_BINARY=:all: PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        "$venv/bin/pip" install -v ".[test,numpy,plot]") >"$pip_log" 2>&1; then
+        "$venv/bin/pip" install -v ".[test,numpy,plot,trio]") >"$pip_log" 2>&1; then
         grep -v 'is ignored: it is neither a file nor a directory' "$pip_log" | tail -n 60
-        die "pip install \".[test,numpy,plot]\" failed on $ver"
+        die "pip install \".[test,numpy,plot,trio]\" failed on $ver"
     fi
     local cython_whl
     cython_whl=$(grep -io 'cython-[0-9][^ /]*\.whl' "$pip_log" | sort -u | head -n1 || true)
-    say "$ver: pip install \".[test,numpy,plot]\": $(elapsed "$t_pip")s (build backend used ${cython_whl:-an unknown Cython})"
+    say "$ver: pip install \".[test,numpy,plot,trio]\": $(elapsed "$t_pip")s (build backend used ${cython_whl:-an unknown Cython})"
 
     # Outside the checkout: the installed, compiled package is what imports.
     # PYTHONSAFEPATH (as in .ci/freethreaded.sh): children the suite starts
