@@ -172,19 +172,29 @@ def putters(buf):
     return buf._aio_waiters().putters
 
 
+def _callers_loop():
+    """The registry's key for the caller's own event loop (an asyncio loop,
+    or the adapter of the trio run it is in; tests/test_trio.py), or None."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    if _aio._in_trio():
+        from bufmgr import _aiotrio
+        return _aiotrio.current_loop()
+    return None
+
+
 def assert_idle(buf):
     """No coroutine registered, no delivery in flight, and the buffer's flags
     clear -- at the latest after one notify that finds nobody (picking the
     last waiter leaves its flag set until the next event, by design)."""
     w = buf._aio_waiters()
-    try:
-        here = asyncio.get_running_loop()
-    except RuntimeError:
-        here = None
+    here = _callers_loop()
     for reg in (w.getters, w.putters):
         assert len(reg) == 0
-        # A delivery already queued on another thread's running loop is in
-        # flight, not lost: a shutdown's notify_all can pick waiters whose
+        # A delivery already queued on another thread's running loop (or trio
+        # run) is in flight, not lost: a shutdown's notify_all can pick waiters whose
         # tasks, already past their wait_for timeout, end (on ShutDown) before
         # that loop runs the delivery. Let it land, then it must be gone.
         # (A stopped or closed loop's delivery, or this loop's, is not waited for.)

@@ -29,7 +29,6 @@ import random
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -38,6 +37,8 @@ trio = pytest.importorskip("trio")
 from bufmgr._errors import Empty, Full, ShutDown  # noqa: E402
 from framering_fixtures import FrameRing, is_pure  # noqa: E402,F401 - fixture
 from shm_helpers import needs_shm  # noqa: E402
+from test_asyncio import (assert_idle, getters, putters, python_notify_calls,  # noqa: E402,F401 - fixture
+                          wait_until)
 
 DEADLINE_S = 60.0  # liveness bound, never a timing assertion
 
@@ -52,40 +53,11 @@ def run(fn, *args):
     return trio.run(main)
 
 
-def wait_until(predicate, what="condition", timeout=DEADLINE_S):
-    """From a thread (never from a trio task: it blocks)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"liveness: {what} not reached within {timeout} s")
-        time.sleep(0.0005)
-
-
 async def until(predicate, what="condition"):
     """From a trio task: yield until predicate()."""
     with trio.fail_after(DEADLINE_S):
         while not predicate():
             await trio.sleep(0.001)
-
-
-def getters(buf):
-    return buf._aio_waiters().getters
-
-
-def putters(buf):
-    return buf._aio_waiters().putters
-
-
-def assert_idle(buf):
-    """Nobody registered, no delivery pending, the flags clear (after one
-    notify that finds nobody: picking the last waiter leaves its flag set)."""
-    w = buf._aio_waiters()
-    for reg in (w.getters, w.putters):
-        assert len(reg) == 0
-        assert not reg._deliveries
-        reg.notify(1)
-        assert not reg.active
-    assert buf._aio_state() == (False, False)
 
 
 # ---------------------------------------------------------------------------
@@ -677,20 +649,11 @@ def test_an_error_in_a_wakeup_callback_is_reported_not_fatal_to_the_run(monkeypa
 
 
 @pytest.mark.parametrize("what", ["get", "put"])
-def test_a_lone_trio_waiter_is_woken_through_the_fast_lane(FrameQueue, live, monkeypatch, what):
+def test_a_lone_trio_waiter_is_woken_through_the_fast_lane(FrameQueue, live, python_notify_calls, what):
     """The compiled FrameQueue's put/get wakes a lone trio waiter through the
     lane (the registry's Python notify is never called: the producer's C code
     rings the run's run_sync_soon itself); the pure twin calls notify."""
-    from bufmgr import _aio
-
-    calls = []
-    real = _aio.Waiters.notify
-
-    def counting(self, n=1):
-        calls.append(n)
-        return real(self, n)
-
-    monkeypatch.setattr(_aio.Waiters, "notify", counting)
+    calls = python_notify_calls
     q = FrameQueue(1, "block")
     if what == "put":
         q.put(-1)
