@@ -59,7 +59,7 @@ from trio.lowlevel import (Abort, RunVar, Task, current_task, current_trio_token
 if TYPE_CHECKING:
     from ._aio import Waiters
 
-__all__ = ["TrioLoop", "TrioFuture", "wait", "running"]
+__all__ = ["TrioLoop", "TrioFuture", "wait"]
 
 _PENDING, _DONE, _CANCELLED = 0, 1, 2
 
@@ -137,15 +137,6 @@ def current_loop() -> TrioLoop:
         loop = TrioLoop(current_trio_token())
         _LOOP.set(loop)
         return loop
-
-
-def running() -> bool:
-    """Is this thread inside a trio run (a task of it)?"""
-    try:
-        current_task()
-    except RuntimeError:
-        return False
-    return True
 
 
 class TrioFuture:
